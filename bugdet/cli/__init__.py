@@ -1,0 +1,72 @@
+"""The ``bugdet`` command.
+
+Each command group lives in its own module exposing ``register(app)``; this module only wires
+them together and turns :class:`~bugdet.errors.BugdetError` into one line on stderr and a
+non-zero exit. Command modules import heavy libraries (torch, open_clip, panda3d) inside the
+command functions so that ``bugdet --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+import typer
+
+from bugdet import __version__
+from bugdet.errors import BugdetError
+
+#: Command modules, in the order their commands appear in ``--help``.
+COMMAND_MODULES = (
+    "bugdet.cli.project_cmd",
+    "bugdet.cli.ingest_cmd",
+)
+
+app = typer.Typer(
+    name="bugdet",
+    help="Weak-supervision visual bug detection for game QA: ingest gameplay, mine masks, train, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"bugdet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """bugdet: turn unlabeled gameplay into a visual bug detector with a handful of labels."""
+
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``bugdet`` script."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except BugdetError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
