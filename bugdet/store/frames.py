@@ -1,0 +1,167 @@
+"""The frame manifest: every ingested frame, where it came from, and its ground truth.
+
+Frames are content-addressed: ``sha256`` of the decoded pixels (shape and bytes) is unique, so
+ingesting the same capture twice, or a copy of it, adds nothing. Image files are stored under
+``frames/ab/abcdef....png`` and written before their row is committed, so a row never points at
+a missing file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from bugdet.store.database import ensure_schema
+
+SCHEMA = [
+    """
+    CREATE TABLE sources (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,               -- video / folder / session
+        uri TEXT NOT NULL,                -- path as given, for people
+        fingerprint TEXT NOT NULL UNIQUE, -- content fingerprint of the whole capture
+        status TEXT NOT NULL,             -- ingesting / complete / failed
+        frames_seen INTEGER NOT NULL DEFAULT 0,
+        frames_added INTEGER NOT NULL DEFAULT 0,
+        problems TEXT NOT NULL DEFAULT '[]',
+        meta TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE frames (
+        id INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL UNIQUE,
+        source_id INTEGER NOT NULL REFERENCES sources(id),
+        source_index INTEGER NOT NULL,    -- frame number within the capture
+        timestamp REAL NOT NULL,          -- seconds from the capture's start
+        path TEXT NOT NULL,               -- relative to the project directory
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        scene TEXT NOT NULL DEFAULT '',
+        split TEXT NOT NULL DEFAULT '',
+        pose TEXT,                        -- JSON {x,y,z,h,p,r} or NULL
+        fov REAL,
+        ground_truth TEXT,                -- JSON {bug_type: {present, severity, mask}} or NULL
+        aux TEXT NOT NULL DEFAULT '{}',   -- JSON: weapon, ids/weapon_mask paths, capture extras
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX frames_source ON frames(source_id, source_index);
+    """,
+]
+
+
+def ensure_frames_schema(conn: sqlite3.Connection) -> None:
+    ensure_schema(conn, "frames", SCHEMA)
+
+
+@dataclass
+class FrameRow:
+    """One ingested frame as later stages see it."""
+
+    id: int
+    sha256: str
+    source_id: int
+    source_index: int
+    timestamp: float
+    path: str
+    width: int
+    height: int
+    scene: str = ""
+    split: str = ""
+    pose: dict[str, float] | None = None
+    fov: float | None = None
+    ground_truth: dict[str, dict[str, Any]] | None = None
+    aux: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "FrameRow":
+        return cls(
+            id=row["id"],
+            sha256=row["sha256"],
+            source_id=row["source_id"],
+            source_index=row["source_index"],
+            timestamp=row["timestamp"],
+            path=row["path"],
+            width=row["width"],
+            height=row["height"],
+            scene=row["scene"],
+            split=row["split"],
+            pose=json.loads(row["pose"]) if row["pose"] else None,
+            fov=row["fov"],
+            ground_truth=json.loads(row["ground_truth"]) if row["ground_truth"] else None,
+            aux=json.loads(row["aux"] or "{}"),
+        )
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return self.ground_truth is not None
+
+    def is_bug(self, bug_type: str | None = None) -> bool | None:
+        """Ground-truth bug flag (any type, or one type); None when the frame has no ground truth."""
+        if self.ground_truth is None:
+            return None
+        if bug_type is not None:
+            return bool(self.ground_truth.get(bug_type, {}).get("present", False))
+        return any(t.get("present", False) for t in self.ground_truth.values())
+
+
+def frame_exists(conn: sqlite3.Connection, sha256: str) -> bool:
+    return conn.execute("SELECT 1 FROM frames WHERE sha256 = ?", (sha256,)).fetchone() is not None
+
+
+def insert_frame(conn: sqlite3.Connection, row: dict[str, Any]) -> bool:
+    """Insert one frame; return False when a frame with the same content already exists."""
+    cur = conn.execute(
+        """INSERT OR IGNORE INTO frames (sha256, source_id, source_index, timestamp, path, width, height,
+               scene, split, pose, fov, ground_truth, aux, created_at)
+           VALUES (:sha256, :source_id, :source_index, :timestamp, :path, :width, :height,
+               :scene, :split, :pose, :fov, :ground_truth, :aux, :created_at)""",
+        {
+            "scene": "",
+            "split": "",
+            "pose": None,
+            "fov": None,
+            "ground_truth": None,
+            "aux": "{}",
+            "created_at": time.time(),
+            **row,
+        },
+    )
+    return cur.rowcount == 1
+
+
+def iter_frames(
+    conn: sqlite3.Connection,
+    *,
+    split: str | None = None,
+    scene: str | None = None,
+    source_id: int | None = None,
+    min_id: int | None = None,
+) -> Iterator[FrameRow]:
+    """Frames in ingest order, optionally filtered (``min_id`` lets incremental jobs see only new ones)."""
+    ensure_frames_schema(conn)
+    clauses, params = [], []
+    for column, value in (("split", split), ("scene", scene), ("source_id", source_id)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if min_id is not None:
+        clauses.append("id >= ?")
+        params.append(min_id)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    for row in conn.execute(f"SELECT * FROM frames {where} ORDER BY id", params):
+        yield FrameRow.from_row(row)
+
+
+def get_frame(conn: sqlite3.Connection, frame_id: int) -> FrameRow | None:
+    ensure_frames_schema(conn)
+    row = conn.execute("SELECT * FROM frames WHERE id = ?", (frame_id,)).fetchone()
+    return FrameRow.from_row(row) if row else None
+
+
+def count_frames(conn: sqlite3.Connection) -> int:
+    ensure_frames_schema(conn)
+    return conn.execute("SELECT COUNT(*) FROM frames").fetchone()[0]
