@@ -21,6 +21,7 @@ from bugdet.errors import BugdetError
 COMMAND_MODULES = (
     "bugdet.cli.project_cmd",
     "bugdet.cli.ingest_cmd",
+    "bugdet.cli.bench_cmd",  # keep last: benchmarks appear after the pipeline's commands
 )
 
 app = typer.Typer(

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from bugdet.project import Project
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # never wrap paths in logs
 
 ProjectOption = typer.Option(
     Path("."), "--project", "-p", help="Project directory (holds bugdet.yaml and everything a run produces)."
