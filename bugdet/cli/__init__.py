@@ -20,6 +20,7 @@ from bugdet.errors import BugdetError
 #: Command modules, in the order their commands appear in ``--help``.
 COMMAND_MODULES = (
     "bugdet.cli.project_cmd",
+    "bugdet.cli.demo_cmd",
     "bugdet.cli.ingest_cmd",
     "bugdet.cli.bench_cmd",  # keep last: benchmarks appear after the pipeline's commands
 )
