@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 from bugdet.config_base import Section
 from bugdet.errors import ConfigError
 from bugdet.ingest.config import IngestConfig
+from bugdet.segment.config import SegmentConfig
 from bugdet.export.config import ExportConfig
 
 CONFIG_FILENAME = "bugdet.yaml"
@@ -29,6 +30,7 @@ class ProjectConfig(Section):
     name: str = Field("bugdet-project", description="Human-readable project name, shown in reports.")
     device: str = Field("auto", description="Compute device: auto (CUDA when present), cpu or cuda.")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    segment: SegmentConfig = Field(default_factory=SegmentConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
 
 

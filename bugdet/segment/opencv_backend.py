@@ -1,0 +1,201 @@
+"""The default backend: classical OpenCV segmentation that needs no weights and runs offline.
+
+Regions are grown by flood fill in a smoothed Lab image with a *floating* range: a pixel joins
+when its colour differs by at most ``t`` from an already joined neighbour. That region is the
+connected component of the "similar neighbours" graph, so it does not depend on which pixel of
+it was clicked; each tolerance level therefore caches a label map, and later prompts or grid
+points inside a known region cost nothing. Several tolerances play the part of SAM's
+subpart/part/whole outputs, and their nesting gives SAM's stability score for free.
+
+* points -> the best-scoring level's region of the positive points; a negative point inside
+  that region splits it by watershed (positive points vs negative points and the outside);
+* box -> GrabCut initialised with the box (points become definite foreground/background);
+* grid -> :meth:`point_candidates`, one candidate per new region per level.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from bugdet.segment.base import Candidate, Predictor
+from bugdet.segment.config import OpenCVConfig
+from bugdet.segment.prompts import Prompt
+from bugdet.segment.quality import edge_strength, gradient_magnitude, stability
+
+#: Mean outline gradient (Lab units, see :func:`gradient_magnitude`) at which edge strength is 63%.
+EDGE_SCALE = 6.0
+#: Regions smaller than this many pixels are specks of texture or noise: their score is scaled down.
+MIN_REGION_PIXELS = 24
+#: Radius of the disc painted around a clicked point in GrabCut and watershed markers.
+POINT_RADIUS = 2
+
+
+class _LevelCache:
+    """Regions of one tolerance level, filled on demand and shared by every prompt on the frame."""
+
+    def __init__(self, lab: np.ndarray, tolerance: float):
+        self.lab = lab
+        self.tolerance = tolerance
+        h, w = lab.shape[:2]
+        self.labels = np.zeros((h, w), dtype=np.int32)  # 0 = not yet filled, k = region k-1
+        self.masks: list[np.ndarray] = []
+        self.areas: list[int] = []
+        self._buffer = np.zeros((h + 2, w + 2), dtype=np.uint8)
+
+    def region_at(self, x: int, y: int) -> int:
+        index = int(self.labels[y, x]) - 1
+        if index >= 0:
+            return index
+        self._buffer[:] = 0
+        t = (self.tolerance,) * 3
+        flags = 4 | cv2.FLOODFILL_MASK_ONLY | (1 << 8)
+        cv2.floodFill(self.lab, self._buffer, (int(x), int(y)), 0, t, t, flags)
+        region = self._buffer[1:-1, 1:-1] > 0
+        self.masks.append(region)
+        self.areas.append(int(np.count_nonzero(region)))
+        self.labels[region] = len(self.masks)
+        return len(self.masks) - 1
+
+
+class OpenCVPredictor(Predictor):
+    """Flood fill / watershed / GrabCut segmentation behind the :class:`Predictor` interface."""
+
+    name = "opencv"
+
+    def __init__(self, cfg: OpenCVConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or OpenCVConfig()
+        self.tolerances = sorted(float(t) for t in self.cfg.tolerances)
+        self._rgb: np.ndarray | None = None
+        self._smoothed: np.ndarray | None = None
+        self._gradient: np.ndarray | None = None
+        self._levels: list[_LevelCache] = []
+        self._scores: list[dict[int, float]] = []
+
+    # -- per-frame work -------------------------------------------------------------------
+    def _prepare(self, rgb: np.ndarray) -> None:
+        d = self.cfg.smoothing
+        smoothed = cv2.bilateralFilter(rgb, d, 20, max(1, d)) if d > 0 else rgb.copy()
+        lab = cv2.cvtColor(smoothed, cv2.COLOR_RGB2Lab)
+        self._rgb = rgb
+        self._smoothed = smoothed
+        self._gradient = gradient_magnitude(lab)
+        # One extra, looser "guard" level only measures how stable the loosest level is.
+        self._levels = [_LevelCache(lab, t) for t in self.tolerances + [self.tolerances[-1] * 2]]
+        self._scores = [{} for _ in self._levels]
+
+    def _region_score(self, level: int, index: int, x: int, y: int) -> float:
+        cached = self._scores[level].get(index)
+        if cached is not None:
+            return cached
+        cache = self._levels[level]
+        outer = self._levels[level + 1]
+        outer_area = outer.areas[outer.region_at(x, y)]
+        area = cache.areas[index]
+        score = np.sqrt(stability(area, outer_area) * edge_strength(cache.masks[index], self._gradient, EDGE_SCALE))
+        score *= min(1.0, area / MIN_REGION_PIXELS)
+        self._scores[level][index] = float(score)
+        return float(score)
+
+    # -- automatic grid -------------------------------------------------------------------
+    def _point_candidates(self, points: np.ndarray) -> list[list[Candidate]]:
+        h, w = self.image_shape
+        seen: list[set[int]] = [set() for _ in self.tolerances]
+        out: list[list[Candidate]] = []
+        for px, py in points:
+            x, y = min(int(px), w - 1), min(int(py), h - 1)
+            candidates = []
+            for level in range(len(self.tolerances)):
+                index = self._levels[level].region_at(x, y)
+                if index in seen[level]:
+                    continue  # same region as an earlier grid point: seed-independent, so identical
+                seen[level].add(index)
+                candidates.append(
+                    Candidate(
+                        mask=self._levels[level].masks[index],
+                        score=self._region_score(level, index, x, y),
+                        meta={"tolerance": self.tolerances[level]},
+                    )
+                )
+            out.append(candidates)
+        return out
+
+    # -- prompts --------------------------------------------------------------------------
+    def _predict(self, prompt: Prompt) -> tuple[np.ndarray, float]:
+        if prompt.box is not None:
+            return self._predict_box(prompt)
+        return self._predict_points(prompt)
+
+    def _points_region(self, level: int, positive: np.ndarray) -> tuple[np.ndarray, float]:
+        cache = self._levels[level]
+        mask = np.zeros(self.image_shape, dtype=bool)
+        scores = []
+        for x, y in positive.astype(int):
+            index = cache.region_at(x, y)
+            mask |= cache.masks[index]
+            scores.append(self._region_score(level, index, x, y))
+        return mask, float(np.mean(scores))
+
+    def _predict_points(self, prompt: Prompt) -> tuple[np.ndarray, float]:
+        negative = prompt.negative.astype(int)
+        options = [self._points_region(level, prompt.positive) for level in range(len(self.tolerances))]
+        clean = [(m, s) for m, s in options if not any(m[y, x] for x, y in negative)]
+        if clean:
+            return max(clean, key=lambda ms: ms[1])
+        mask, score = max(options, key=lambda ms: ms[1])
+        return self._split_by_watershed(mask, prompt), score
+
+    def _split_by_watershed(self, mask: np.ndarray, prompt: Prompt) -> np.ndarray:
+        """Cut ``mask`` between its positive and negative points along the strongest edges."""
+        h, w = self.image_shape
+        markers = np.zeros((h, w), dtype=np.int32)
+        outside = ~cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        markers[outside] = 2
+        for x, y in prompt.negative.astype(int):
+            cv2.circle(markers, (int(x), int(y)), POINT_RADIUS, 2, -1)
+        for x, y in prompt.positive.astype(int):
+            cv2.circle(markers, (int(x), int(y)), POINT_RADIUS, 1, -1)
+        cv2.watershed(cv2.cvtColor(self._smoothed, cv2.COLOR_RGB2BGR), markers)
+        return (markers == 1) & mask
+
+    def _predict_box(self, prompt: Prompt) -> tuple[np.ndarray, float]:
+        h, w = self.image_shape
+        x0, y0, x1, y1 = prompt.box
+        bx0, by0 = int(np.floor(x0)), int(np.floor(y0))
+        bx1, by1 = int(np.ceil(x1)), int(np.ceil(y1))
+        # GrabCut learns the background colours from a margin around the box; work on that crop only.
+        margin = max(8, int(0.25 * max(bx1 - bx0, by1 - by0)))
+        cx0, cy0 = max(0, bx0 - margin), max(0, by0 - margin)
+        cx1, cy1 = min(w, bx1 + margin), min(h, by1 + margin)
+        gc = np.full((cy1 - cy0, cx1 - cx0), cv2.GC_BGD, dtype=np.uint8)
+        gc[by0 - cy0 : by1 - cy0, bx0 - cx0 : bx1 - cx0] = cv2.GC_PR_FGD
+        if not (gc == cv2.GC_BGD).any():
+            # The box covers the whole frame: the frame's outer ring is the best background guess.
+            gc[[0, -1], :] = cv2.GC_PR_BGD
+            gc[:, [0, -1]] = cv2.GC_PR_BGD
+        for value, pts in ((cv2.GC_FGD, prompt.positive), (cv2.GC_BGD, prompt.negative)):
+            for x, y in pts.astype(int):
+                cv2.circle(gc, (int(x) - cx0, int(y) - cy0), POINT_RADIUS, int(value), -1)
+        crop = cv2.cvtColor(np.ascontiguousarray(self._smoothed[cy0:cy1, cx0:cx1]), cv2.COLOR_RGB2BGR)
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.grabCut(crop, gc, None, bgd, fgd, self.cfg.grabcut_iterations, cv2.GC_INIT_WITH_MASK)
+        inside = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+        mask = np.zeros((h, w), dtype=bool)
+        mask[cy0:cy1, cx0:cx1] = inside
+        box_only = np.zeros((h, w), dtype=bool)
+        box_only[by0:by1, bx0:bx1] = True
+        mask = _keep_prompted_components(mask & box_only, prompt.positive)
+        score = edge_strength(mask, self._gradient, EDGE_SCALE) if mask.any() else 0.0
+        return mask, score
+
+
+def _keep_prompted_components(mask: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """Keep the connected parts that hold a positive point, or the largest part when none is given."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return mask
+    wanted = {int(labels[int(y), int(x)]) for x, y in positive} - {0}
+    if not wanted:
+        wanted = {1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))}
+    return np.isin(labels, list(wanted))
