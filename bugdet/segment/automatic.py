@@ -63,7 +63,7 @@ class AutomaticMaskGenerator:
 
     def filter(self, candidates: list[Candidate], frame_area: int) -> list[Candidate]:
         """Area and score filters, then mask NMS, then the per-frame cap."""
-        lo, hi = self.cfg.min_area_fraction * frame_area, self.cfg.max_area_fraction * frame_area
+        lo, hi = max(1.0, self.cfg.min_area_fraction * frame_area), self.cfg.max_area_fraction * frame_area
         passing = [c for c in candidates if lo <= c.area <= hi and c.score >= self.cfg.score_threshold]
         keep = nms([c.mask for c in passing], [c.score for c in passing], self.cfg.nms_iou_threshold)
         return [passing[i] for i in keep[: self.cfg.max_masks_per_frame]]

@@ -172,8 +172,8 @@ class OpenCVPredictor(Predictor):
         gc[by0 - cy0 : by1 - cy0, bx0 - cx0 : bx1 - cx0] = cv2.GC_PR_FGD
         if not (gc == cv2.GC_BGD).any():
             # The box covers the whole frame: the frame's outer ring is the best background guess.
-            gc[[0, -1], :] = cv2.GC_PR_BGD
-            gc[:, [0, -1]] = cv2.GC_PR_BGD
+            gc[[0, 1, -2, -1], :] = cv2.GC_BGD
+            gc[:, [0, 1, -2, -1]] = cv2.GC_BGD
         for value, pts in ((cv2.GC_FGD, prompt.positive), (cv2.GC_BGD, prompt.negative)):
             for x, y in pts.astype(int):
                 cv2.circle(gc, (int(x) - cx0, int(y) - cy0), POINT_RADIUS, int(value), -1)
@@ -186,7 +186,15 @@ class OpenCVPredictor(Predictor):
         box_only = np.zeros((h, w), dtype=bool)
         box_only[by0:by1, bx0:bx1] = True
         mask = _keep_prompted_components(mask & box_only, prompt.positive)
-        score = edge_strength(mask, self._gradient, EDGE_SCALE) if mask.any() else 0.0
+        if not mask.any():
+            # GrabCut found no colour that sets the box apart from its margin: the box lies inside
+            # one object. The answer is that object's region (grown from the box centre), cut to the box.
+            seeds = prompt.positive if len(prompt.positive) else np.array([[(x0 + x1) / 2, (y0 + y1) / 2]])
+            seeds = np.minimum(seeds, [w - 1, h - 1])
+            best = max(range(len(self.tolerances)), key=lambda level: self._points_region(level, seeds)[1])
+            region, score = self._points_region(best, seeds)
+            return region & box_only, 0.5 * score
+        score = edge_strength(mask, self._gradient, EDGE_SCALE)
         return mask, score
 
 

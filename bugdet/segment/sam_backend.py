@@ -9,7 +9,6 @@ tests exercise this code with a tiny randomly initialised SAM.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +55,9 @@ def load_sam(cfg: SamConfig, root: Path | None = None, device: str = "cpu") -> A
         raise ConfigError(f"segment.sam.model_type: {cfg.model_type!r} is not one of {sorted(registry)}")
     try:
         model = registry[cfg.model_type](checkpoint=str(path))
-    except (RuntimeError, pickle.UnpicklingError, EOFError, KeyError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # torch.load's unpickler raises anything (IndexError, EOFError...) on a foreign file
+        first_line = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        first_line = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
         raise CheckpointError(
             f"segment.sam.checkpoint: {path} is not a loadable {cfg.model_type} SAM checkpoint ({first_line})"
         ) from None

@@ -1,0 +1,231 @@
+"""The default OpenCV backend, the automatic generator, engine masks, NMS and RLE on drawn frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from test_segment_scenes import draw_scene, object_masks
+
+from bugdet.segment.automatic import AutomaticMaskGenerator, point_grid
+from bugdet.segment.config import SegmentConfig
+from bugdet.segment.engine import engine_candidates, interior_points
+from bugdet.segment.errors import EmptyFrameError, ImageNotSetError, NoMaskError, PromptError
+from bugdet.segment.factory import build_predictor
+from bugdet.segment.masks import MaskRecord, rle_decode, rle_encode
+from bugdet.segment.quality import iou_matrix, mask_iou, nms
+from bugdet.errors import BugdetError, InputError
+
+#: Objects must cover at least 0.5% of the frame (384 px at 320x240) to be scored: smaller ones
+#: sit between grid points (16 per side = one point every 20 px) and need engine point priors.
+MIN_OBJECT_FRACTION = 0.005
+
+
+def _bbox_of(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return draw_scene(seed=3)
+
+
+@pytest.fixture(scope="module")
+def predictor(scene):
+    p = build_predictor(SegmentConfig())
+    p.set_image(scene.rgb)
+    return p
+
+
+def test_grid_masks_recover_engine_objects():
+    """For every sufficiently large engine object, the best grid mask overlaps it with high IoU.
+
+    The threshold 0.8 is justified by what can legitimately differ: anti-aliased outline pixels
+    (a 1-px ring is ~10% of a 40-px object's area) and shading; an object the grid missed or
+    merged with its neighbour scores below 0.5, so a mean over ~20 objects above 0.8 fails as
+    soon as a few objects are missed.
+    """
+    cfg = SegmentConfig()
+    generator = AutomaticMaskGenerator(build_predictor(cfg), cfg)
+    best_ious = []
+    for seed in range(4):
+        scene = draw_scene(seed)
+        masks = [c.mask for c in generator.generate(scene.rgb)]
+        assert 0 < len(masks) <= cfg.max_masks_per_frame
+        for truth in object_masks(scene, int(MIN_OBJECT_FRACTION * scene.ids.size)).values():
+            best_ious.append(max(mask_iou(truth, m) for m in masks))
+    assert len(best_ious) >= 10
+    assert np.mean(best_ious) > 0.8, best_ious
+    assert np.mean(np.array(best_ious) > 0.5) >= 0.9, best_ious
+
+
+def test_grid_masks_are_filtered_and_deduplicated():
+    cfg = SegmentConfig(nms_iou_threshold=0.7, max_masks_per_frame=64)
+    scene = draw_scene(seed=1)
+    candidates = AutomaticMaskGenerator(build_predictor(cfg), cfg).generate(scene.rgb)
+    area = scene.ids.size
+    assert all(cfg.min_area_fraction * area <= c.area <= cfg.max_area_fraction * area for c in candidates)
+    assert all(c.score >= cfg.score_threshold for c in candidates)
+    iou = iou_matrix([c.mask for c in candidates])
+    np.fill_diagonal(iou, 0)
+    assert iou.max() < cfg.nms_iou_threshold
+    scores = [c.score for c in candidates]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_positive_point_covers_the_object(scene, predictor):
+    for truth in object_masks(scene, 300).values():
+        x, y = interior_points(engine_candidates(truth.astype(np.uint16)))[0]
+        mask, score = predictor.predict(points=[(x, y)], labels=[1])
+        assert mask.shape == truth.shape and mask.dtype == bool
+        assert mask_iou(mask, truth) > 0.85
+        assert 0.0 <= score <= 1.0
+
+
+def test_negative_point_excludes_a_region(scene, predictor):
+    objects = object_masks(scene, 300)
+    (id_a, a), (id_b, b) = list(objects.items())[:2]
+    pa = interior_points(engine_candidates(a.astype(np.uint16)))[0]
+    pb = interior_points(engine_candidates(b.astype(np.uint16)))[0]
+    # Two positive points select both objects; making the second one negative drops that object.
+    both, _ = predictor.predict(points=[pa, pb], labels=[1, 1])
+    assert (both & a).sum() > 0.8 * a.sum() and (both & b).sum() > 0.8 * b.sum()
+    only_a, _ = predictor.predict(points=[pa, pb], labels=[1, 0])
+    assert (only_a & b).sum() == 0
+    assert mask_iou(only_a, a) > 0.85
+
+
+@pytest.mark.parametrize("seam", [True, False])
+def test_negative_point_splits_a_region(seam):
+    """A negative point inside the region a positive point selects cuts that region in two."""
+    rgb = np.full((120, 160, 3), 40, np.uint8)
+    rgb[30:90, 20:140] = (200, 60, 60)  # one flat red bar
+    if seam:
+        rgb[30:90, 80] = (170, 60, 60)  # a faint seam across it: the cue where to cut
+    p = build_predictor()
+    p.set_image(rgb)
+    whole, _ = p.predict(points=[(40, 60)])
+    assert whole[60, 40] and whole[60, 120]
+    left, _ = p.predict(points=[(40, 60), (120, 60)], labels=[1, 0])
+    assert left[60, 40] and not left[60, 120]
+    assert not left[:30].any() and not left[90:].any() and not left[:, :20].any()
+    assert 0.2 * whole.sum() < left.sum() < 0.8 * whole.sum()
+    if seam:
+        assert not left[:, 82:].any() and left[30:90, 20:78].all()
+
+
+def test_box_returns_a_mask_within_the_box(scene, predictor):
+    for truth in list(object_masks(scene, 300).values())[:4]:
+        x0, y0, x1, y1 = _bbox_of(truth)
+        box = (x0 - 4, y0 - 4, x1 + 4, y1 + 4)
+        mask, score = predictor.predict(box=box)
+        ys, xs = np.nonzero(mask)
+        assert xs.min() >= box[0] and xs.max() < box[2] and ys.min() >= box[1] and ys.max() < box[3]
+        assert mask_iou(mask, truth) > 0.8
+        # A box too small for the object still never spills outside itself.
+        inner = (x0 + 2, y0 + 2, x0 + (x1 - x0) // 2, y0 + (y1 - y0) // 2)
+        small, _ = predictor.predict(box=inner)
+        ys, xs = np.nonzero(small)
+        assert xs.min() >= inner[0] and xs.max() < inner[2] and ys.min() >= inner[1] and ys.max() < inner[3]
+
+
+def test_box_over_the_whole_frame_works(scene, predictor):
+    mask, _ = predictor.predict(box=(0, 0, scene.rgb.shape[1], scene.rgb.shape[0]))
+    assert 0 < mask.sum() < mask.size
+
+
+def test_engine_candidates_split_components_and_label_them():
+    ids = np.zeros((40, 60), np.uint16)
+    ids[5:15, 5:15] = 7
+    ids[25:35, 40:55] = 7  # the same object seen in two parts
+    ids[20:30, 10:20] = 9
+    ids[0, 59] = 9  # a one-pixel speck below min_area
+    legend = {7: {"name": "crate_1", "category": "crate"}, 9: {"name": "tree_2", "category": "tree"}}
+    found = engine_candidates(ids, legend, min_area=4)
+    assert sorted((c.label, c.area) for c in found) == [("crate", 100), ("crate", 150), ("tree", 100)]
+    assert all(c.score == 1.0 and c.meta["object_id"] in (7, 9) for c in found)
+    points = interior_points(found)
+    for c, (x, y) in zip(found, points):
+        assert c.mask[int(y), int(x)]
+
+
+def test_nms_removes_duplicates_and_keeps_parts():
+    whole = np.zeros((50, 50), bool)
+    whole[10:40, 10:40] = True
+    near_copy = whole.copy()
+    near_copy[10, 10:20] = False
+    part = np.zeros_like(whole)
+    part[10:20, 10:20] = True
+    other = np.zeros_like(whole)
+    other[42:48, 0:50] = True
+    kept = nms([near_copy, whole, part, other, whole.copy()], [0.8, 0.9, 0.7, 0.6, 0.5], iou_threshold=0.7)
+    assert kept == [1, 2, 3]  # best of the three duplicates, then the nested part, then the other
+    assert nms([], [], 0.5) == []
+
+
+def test_iou_matrix_is_exact():
+    rng = np.random.default_rng(0)
+    masks = [rng.random((30, 40)) > 0.5 for _ in range(5)]
+    iou = iou_matrix(masks)
+    for i in range(5):
+        for j in range(5):
+            assert iou[i, j] == pytest.approx(mask_iou(masks[i], masks[j]))
+
+
+def test_rle_round_trip_and_records():
+    rng = np.random.default_rng(1)
+    for shape in [(240, 320), (7, 3), (1, 1)]:
+        for density in (0.0, 0.3, 1.0):
+            mask = rng.random(shape) < density
+            assert np.array_equal(rle_decode(rle_encode(mask)), mask)
+    mask = np.zeros((20, 30), bool)
+    mask[0, 0] = True  # starts with a set pixel: the leading zero-run is empty
+    mask[5:9, 10:20] = True
+    record = MaskRecord.from_mask(1, "grid", mask, 0.5)
+    assert record.bbox == (0, 0, 20, 9) and record.area == 41
+    assert np.array_equal(record.decode(), mask)
+
+
+def test_point_grid_covers_the_frame():
+    grid = point_grid(240, 320, 16)
+    assert len(grid) == 16 * 12
+    assert grid[:, 0].min() == pytest.approx(10) and grid[:, 0].max() == pytest.approx(310)
+    assert grid[:, 1].min() == pytest.approx(10) and grid[:, 1].max() == pytest.approx(230)
+
+
+def test_bad_inputs_raise_clear_errors(scene):
+    p = build_predictor()
+    with pytest.raises(ImageNotSetError):
+        p.predict(points=[(1, 1)])
+    for bad in (np.zeros((240, 320, 3), np.uint8), np.full((50, 60, 3), 200, np.uint8)):
+        with pytest.raises(EmptyFrameError, match="uniform"):
+            p.set_image(bad)
+    with pytest.raises(EmptyFrameError, match="RGB uint8"):
+        p.set_image(np.zeros((240, 320), np.float32))
+    with pytest.raises(EmptyFrameError):
+        AutomaticMaskGenerator(p).generate(np.zeros((240, 320, 3), np.uint8))
+    assert not p.has_image  # a rejected frame leaves no stale image behind
+    p.set_image(scene.rgb)
+    cases = [
+        (dict(points=[(320, 10)]), "outside the 320x240 image"),
+        (dict(points=[(-1, 10)]), "outside"),
+        (dict(points=[(10, 10)], labels=[1, 0]), "1 points but 2 labels"),
+        (dict(points=[(10, 10)], labels=[2]), "must be 1 (object) or 0"),
+        (dict(points=[(10, 10)], labels=[0]), "at least one positive point or a box"),
+        (dict(box=(50, 50, 40, 60)), "x0 < x1"),
+        (dict(box=(400, 300, 500, 400)), "does not overlap"),
+        (dict(points=[(float("nan"), 3)]), "NaN"),
+        (dict(), "at least one positive point or a box"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(PromptError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            p.predict(**kwargs)
+    assert issubclass(PromptError, InputError) and issubclass(EmptyFrameError, BugdetError)
+
+
+def test_no_masks_found_is_an_error(scene):
+    # Demanding masks larger than the whole frame can never be met.
+    cfg = SegmentConfig(min_area_fraction=0.95, max_area_fraction=1.0)
+    with pytest.raises(NoMaskError, match="passed the area"):
+        AutomaticMaskGenerator(build_predictor(cfg), cfg).generate(scene.rgb)
