@@ -1,0 +1,38 @@
+"""The ``detect:`` section: which detector, which bug types, and how to train it."""
+
+from typing import Literal
+
+from pydantic import Field
+
+from bugdet.config_base import Section
+
+
+class DetectConfig(Section):
+    model: str = Field(
+        "compact_cnn",
+        description="Detector config: a name from bugdet/detect/model_configs (compact_cnn, clip_vit_s32, ...) or a JSON file.",
+    )
+    bug_types: list[str] = Field(
+        default_factory=lambda: ["fppc"],
+        description="Bug types the detector has a head for; each needs an objective or labels.",
+    )
+    mode: Literal["supervised", "objective", "pretrain_finetune", "multitask"] = Field(
+        "multitask", description="supervised (labels only), objective (self-supervised only), pretrain_finetune, multitask."
+    )
+    prevalence: float = Field(
+        0.01, gt=0, lt=1, description="Bug prevalence the thresholds are calibrated for (deployment is about 1% or less)."
+    )
+    train_split: str = Field("train", description="Frames of this split provide labels and objective targets.")
+    val_split: str = Field("val", description="Labeled frames of this split choose the best epoch and the thresholds.")
+    epochs: int = Field(8, ge=1, description="Epochs of the main phase (pre-training for pretrain_finetune).")
+    finetune_epochs: int = Field(4, ge=0, description="Fine-tuning epochs after pre-training (pretrain_finetune only).")
+    steps_per_epoch: int = Field(40, ge=1, description="Optimiser steps per epoch.")
+    batch_size: int = Field(32, ge=2, description="Frames per step.")
+    lr: float = Field(2e-3, gt=0, description="Peak learning rate (AdamW, warm-up then cosine decay).")
+    finetune_lr: float = Field(5e-4, gt=0, description="Peak learning rate of fine-tuning.")
+    objective_fraction: float = Field(0.5, ge=0, le=1, description="Multi-task: share of each batch made of objective pairs.")
+    bug_fraction: float = Field(0.25, gt=0, lt=1, description="Share of each labeled batch drawn from the few bug frames (oversampling).")
+    localisation_weight: float = Field(0.5, ge=0, description="Weight of the activation-map loss on objective samples' bug masks.")
+    patience: int = Field(3, ge=1, description="Early stopping: epochs without validation improvement before a phase ends.")
+    seed: int = Field(0, description="Seed of initialisation and of every training batch.")
+    max_targets: int = Field(400, ge=1, description="At most this many target frames are held in memory for the objectives.")

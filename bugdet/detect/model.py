@@ -1,0 +1,119 @@
+"""The detector: a backbone, one class-activation map per bug type, and smooth-max pooling.
+
+One 1x1 convolution turns the backbone's feature map into a map per bug type (CAM). The frame's
+score for a type is a log-sum-exp pool of its map: close to the max for a sharp pool, so one
+small clipped region can flag a frame, yet every location gets gradient. The same map, squashed,
+is the localisation a tester sees. Model configs are data (``model_configs/*.json``), so a new
+variant is a file, not code.
+
+Contract with export and the service: ``forward(images)`` takes float RGB in [0, 1] at
+``input_size`` and returns ``(scores [N, T], heatmaps [N, T, h, w])``, both in [0, 1].
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from bugdet.detect.backbones import build_backbone
+from bugdet.errors import ConfigError, InputError
+
+CHECKPOINT_FORMAT = "bugdet.detector/1"
+
+
+def list_model_configs() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("bugdet.detect.model_configs").iterdir() if p.name.endswith(".json"))
+
+
+def get_model_config(name: str) -> dict[str, Any]:
+    """A named config from ``model_configs/``, or a JSON file path."""
+    path = Path(name)
+    if path.suffix == ".json" and path.is_file():
+        return json.loads(path.read_text())
+    res = resources.files("bugdet.detect.model_configs") / f"{name}.json"
+    if not res.is_file():
+        raise ConfigError(f"detect.model: unknown detector config {name!r} (known: {', '.join(list_model_configs())})")
+    return json.loads(res.read_text())
+
+
+class BugDetector(nn.Module):
+    def __init__(self, config: dict[str, Any], bug_types: Sequence[str]):
+        super().__init__()
+        if not bug_types:
+            raise ConfigError("a detector needs at least one bug type")
+        self.config = copy.deepcopy(config)
+        self.bug_types = list(bug_types)
+        self.input_size = tuple(int(v) for v in config["input_size"])
+        self.backbone = build_backbone(config["backbone"])
+        self.cam = nn.Conv2d(self.backbone.out_channels, len(self.bug_types), kernel_size=1)
+        nn.init.normal_(self.cam.weight, std=0.01)
+        nn.init.constant_(self.cam.bias, -2.0)  # start out predicting "no bug": bugs are rare
+        self.pool_sharpness = float(config.get("pool_sharpness", 4.0))
+        self.register_buffer("mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(self.backbone.std).view(1, 3, 1, 1))
+
+    @property
+    def pretrained(self) -> bool:
+        return bool(getattr(self.backbone, "pretrained", False))
+
+    def activation_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits per frame [N, T] and per location [N, T, h, w] (what the loss sees)."""
+        x = (images - self.mean) / self.std
+        cam = self.cam(self.backbone(x))
+        flat = cam.flatten(2) * self.pool_sharpness
+        pooled = (torch.logsumexp(flat, dim=2) - math.log(flat.shape[2])) / self.pool_sharpness
+        return pooled, cam
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, cam = self.activation_maps(images)
+        return torch.sigmoid(logits), torch.sigmoid(cam)
+
+
+def create_detector(model: str | dict[str, Any], bug_types: Sequence[str]) -> BugDetector:
+    config = get_model_config(model) if isinstance(model, str) else model
+    return BugDetector(config, bug_types)
+
+
+def save_checkpoint(path: Path, detector: BugDetector, extra: dict[str, Any] | None = None) -> None:
+    """Write atomically: a checkpoint is either complete or absent."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config": detector.config,
+        "bug_types": detector.bug_types,
+        "state_dict": detector.state_dict(),
+        **(extra or {}),
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> tuple[BugDetector, dict[str, Any]]:
+    """Rebuild a detector from a checkpoint; returns it with the checkpoint's other fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such detector checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise InputError(f"{path}: unreadable detector checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path}: not a bugdet detector checkpoint")
+    config = payload["config"]
+    if config["backbone"].get("type") == "open_clip":
+        config = copy.deepcopy(config)
+        config["backbone"]["pretrained"] = "none"  # weights come from the checkpoint itself
+    detector = BugDetector(config, payload["bug_types"])
+    detector.load_state_dict(payload["state_dict"])
+    detector.config = payload["config"]
+    detector.eval()
+    return detector, payload

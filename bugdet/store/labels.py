@@ -1,0 +1,104 @@
+"""Frame labels: a tester's judgement of whole frames (bug of a type, or good).
+
+These are the handful of real labels the method starts from and the confirmations testers add
+later (the review app's flag review writes here too). Rows are never updated: each judgement is
+a new row with who, when and where it came from, and the latest judgement of a (frame, type)
+wins, so history is kept and an undo is just another row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from bugdet.store.database import ensure_schema, transaction
+from bugdet.store.frames import FrameRow, ensure_frames_schema
+
+#: ``bug_type`` value meaning "this frame shows no bug of any type".
+GOOD = "good"
+
+SCHEMA = [
+    """
+    CREATE TABLE frame_labels (
+        id INTEGER PRIMARY KEY,
+        frame_id INTEGER NOT NULL REFERENCES frames(id),
+        bug_type TEXT NOT NULL,        -- a bug type, or 'good'
+        label INTEGER NOT NULL,        -- 1 = yes, 0 = no (a 'good' row with 0 retracts it)
+        who TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT '', -- cli / review / groundtruth-sample / nightly
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX frame_labels_frame ON frame_labels(frame_id, bug_type);
+    """,
+]
+
+
+def ensure_labels_schema(conn: sqlite3.Connection) -> None:
+    ensure_frames_schema(conn)
+    ensure_schema(conn, "frame_labels", SCHEMA)
+
+
+def record_labels(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, int]], who: str = "", source: str = "") -> int:
+    """Append judgements ``(frame_id, bug_type_or_good, 0/1)`` in one transaction."""
+    ensure_labels_schema(conn)
+    now = time.time()
+    n = 0
+    with transaction(conn):
+        for frame_id, bug_type, label in rows:
+            conn.execute(
+                "INSERT INTO frame_labels (frame_id, bug_type, label, who, source, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (int(frame_id), bug_type, int(bool(label)), who, source, now),
+            )
+            n += 1
+    return n
+
+
+def current_labels(conn: sqlite3.Connection) -> dict[int, dict[str, int]]:
+    """Latest judgement per (frame, type): ``{frame_id: {bug_type_or_good: 0/1}}``."""
+    ensure_labels_schema(conn)
+    rows = conn.execute(
+        "SELECT frame_id, bug_type, label FROM frame_labels WHERE id IN "
+        "(SELECT MAX(id) FROM frame_labels GROUP BY frame_id, bug_type)"
+    )
+    out: dict[int, dict[str, int]] = {}
+    for r in rows:
+        out.setdefault(r["frame_id"], {})[r["bug_type"]] = r["label"]
+    return out
+
+
+def label_vector(judgement: dict[str, int], bug_types: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, known) over ``bug_types``: 'good' makes every type a known 0; a bug label makes
+    its own type known; an unjudged type stays unknown (masked out of the loss)."""
+    labels = np.zeros(len(bug_types), np.float32)
+    known = np.zeros(len(bug_types), bool)
+    if judgement.get(GOOD) == 1:
+        known[:] = True
+    for i, t in enumerate(bug_types):
+        if t in judgement:
+            labels[i] = float(judgement[t])
+            known[i] = True
+    if labels.any():  # a frame with a bug is not good, whatever an older 'good' row said
+        known[:] = known | (labels > 0)
+    return labels, known
+
+
+def sample_labels_from_ground_truth(
+    frames: Sequence[FrameRow], bug_types: Sequence[str], bugs_per_type: int, good: int, seed: int
+) -> list[tuple[int, str, int]]:
+    """What a tester with a small budget would label: ``bugs_per_type`` bug frames of each type and
+    ``good`` clean frames, drawn at random from frames that carry ground truth. Used by the demo
+    and the quality benchmark to simulate the low-label regime."""
+    rng = np.random.default_rng(seed)
+    with_truth = [f for f in frames if f.ground_truth is not None]
+    rows: list[tuple[int, str, int]] = []
+    for t in bug_types:
+        pool = [f for f in with_truth if f.is_bug(t)]
+        for i in rng.permutation(len(pool))[:bugs_per_type]:
+            rows.append((pool[i].id, t, 1))
+    clean = [f for f in with_truth if not f.is_bug()]
+    for i in rng.permutation(len(clean))[:good]:
+        rows.append((clean[i].id, GOOD, 1))
+    return rows
