@@ -20,6 +20,8 @@ from bugdet.errors import ConfigError
 from bugdet.ingest.config import IngestConfig
 from bugdet.segment.config import SegmentConfig
 from bugdet.export.config import ExportConfig
+from bugdet.cluster.config import FilterConfig
+from bugdet.detect.config import DetectConfig
 
 CONFIG_FILENAME = "bugdet.yaml"
 
@@ -32,6 +34,8 @@ class ProjectConfig(Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    detect: DetectConfig = Field(default_factory=DetectConfig)
 
 
 def _format_validation_error(source: str, err: ValidationError) -> str:

@@ -1,0 +1,161 @@
+"""The autonomous filtering run: rejected masks out, duplicates out, cluster, merge, balance, bank.
+
+Order matters and is deliberate: text-prompt and manual rejections apply *before* clustering (a
+rejected sky should not pull a centroid), duplicates are removed before k-means (fifty copies of
+one tree would otherwise earn it its own cluster), and balancing is applied last, per final
+cluster. Everything the run decided is stored (:mod:`bugdet.cluster.runs`) and the bank written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bugdet.cluster.balance import balance_caps
+from bugdet.cluster.bank import write_bank
+from bugdet.cluster.config import ClusterConfig
+from bugdet.cluster.dedupe import near_duplicates
+from bugdet.cluster.hac import cluster_centroids, merge_centroids, relabel_by_size
+from bugdet.cluster.kmeans import choose_k, faiss_kmeans
+from bugdet.cluster.runs import ClusterRun, Member, save_run
+from bugdet.embed.store import get_model, list_models, load_embeddings
+from bugdet.errors import InputError
+from bugdet.progress import NullProgress, Progress
+from bugdet.project import Project
+from bugdet.refine.decisions import mask_status
+
+
+@dataclass
+class ClusteringResult:
+    run: ClusterRun
+    model_label: str
+    pretrained: bool
+    embedded: int                 # masks with embeddings
+    rejected: int                 # removed by decisions before clustering
+    duplicates: int               # removed by the range search
+    k_fine: int
+    k: int
+    k_scores: dict[int, float] = field(default_factory=dict)
+    sizes: list[int] = field(default_factory=list)     # per final cluster, after dedupe
+    kept: list[int] = field(default_factory=list)      # per final cluster, in the bank
+    cap: int = 0
+
+    def describe(self) -> str:
+        warn = "" if self.pretrained else " [UNPRETRAINED embeddings: clusters reflect a random-init model]"
+        how = "auto (silhouette)" if self.k_scores else "configured"
+        return (f"run {self.run.id}: {self.embedded} embedded masks, {self.rejected} rejected by decisions, "
+                f"{self.duplicates} near duplicates; k-means k={self.k_fine} ({how}) -> {self.k} clusters; "
+                f"bank keeps {sum(self.kept)} masks (cap {self.cap}/cluster) with {self.model_label}{warn}")
+
+
+def resolve_model_key(project: Project, model_key: str | None) -> str:
+    """The embedding space to cluster: given, else the configured model's."""
+    if model_key:
+        return model_key
+    from bugdet.embed.models import resolve_model_spec
+
+    key = resolve_model_spec(project.config.filter.embed).key
+    conn = project.connect()
+    try:
+        if get_model(conn, key) is None:
+            others = [m.key for m in list_models(conn)]
+            hint = f" (embeddings exist for: {', '.join(others)}; pass --model-key)" if others else " (run `bugdet embed` first)"
+            raise InputError(f"no embeddings for the configured model {key}{hint}")
+    finally:
+        conn.close()
+    return key
+
+
+def run_clustering(project: Project, model_key: str | None = None, cfg: ClusterConfig | None = None,
+                   progress: Progress | None = None) -> ClusteringResult:
+    """Cluster every embedded, non-rejected mask and write the bank."""
+    progress = progress or NullProgress()
+    cfg = cfg or project.config.filter.cluster
+    key = resolve_model_key(project, model_key)
+    if project.config.filter.refine.replay_on_cluster:
+        from bugdet.refine.rules import replay_decisions
+
+        replay_decisions(project)
+    conn = project.connect()
+    try:
+        info = get_model(conn, key)
+        ids, vectors = load_embeddings(project.root, conn, key, "mask")
+        if len(ids) == 0:
+            raise InputError("no embedded masks to cluster (run `bugdet segment` and `bugdet embed` first)")
+        status = mask_status(conn, ids.tolist())
+        scores = dict(conn.execute("SELECT id, score FROM masks").fetchall())
+    finally:
+        conn.close()
+
+    accepted = np.array([status.get(int(i)) != "reject" for i in ids])
+    n_rejected = int((~accepted).sum())
+    ids, vectors = ids[accepted], vectors[accepted]
+    if len(ids) == 0:
+        raise InputError(f"all {n_rejected} embedded masks are rejected by decisions; nothing to cluster")
+
+    progress.start("near-duplicate search", 1)
+    if cfg.dedupe_similarity is not None:
+        priority = np.lexsort((ids, -np.array([scores.get(int(i), 0.0) for i in ids])))  # best score, then oldest
+        duplicate_of = near_duplicates(vectors, cfg.dedupe_similarity, order=priority)
+    else:
+        duplicate_of = np.full(len(ids), -1)
+    unique = duplicate_of < 0
+    progress.advance()
+
+    x = vectors[unique]
+    if cfg.k is None:
+        progress.start("choosing k (silhouette)", 1)
+        k_fine, k_scores = choose_k(x, cfg.k_min, cfg.k_max, cfg.k_sample, cfg.seed)
+        progress.advance()
+    else:
+        if cfg.k > len(x):
+            raise InputError(f"filter.cluster.k={cfg.k} but only {len(x)} distinct masks remain to cluster")
+        k_fine, k_scores = cfg.k, {}
+    progress.start(f"k-means (k={k_fine}, {len(x)} points)", 1)
+    km = faiss_kmeans(x, k_fine, niter=cfg.niter, seed=cfg.seed, spherical=True)
+    progress.advance()
+
+    fine_labels = km.labels
+    merged = merge_centroids(km.centroids, cfg.hac_distance) if cfg.hac_distance else np.arange(k_fine)
+    labels = relabel_by_size(merged[fine_labels])
+    k = int(labels.max()) + 1
+    centroids = cluster_centroids(x, labels, k)
+    kept, weights, cap = balance_caps(labels, cfg.cap_per_cluster, cfg.seed)
+
+    # Duplicates join their original's cluster, so replaying a cluster verdict covers them too.
+    unique_rows = np.flatnonzero(unique)
+    row_in_x = {int(r): j for j, r in enumerate(unique_rows)}
+    members: list[Member] = []
+    for row, mask_id in enumerate(ids):
+        if unique[row]:
+            j = row_in_x[row]
+            state = "kept" if kept[j] else "capped"
+            members.append(Member(int(mask_id), int(labels[j]), int(fine_labels[j]),
+                                  float(centroids[labels[j]] @ x[j]), state, float(weights[j])))
+        else:
+            j = row_in_x[int(duplicate_of[row])]
+            members.append(Member(int(mask_id), int(labels[j]), int(fine_labels[j]),
+                                  float(centroids[labels[j]] @ vectors[row]), "duplicate", 0.0))
+    params = {"k_config": cfg.k, "k_fine": k_fine, "k_scores": k_scores, "niter": cfg.niter, "seed": cfg.seed,
+              "hac_distance": cfg.hac_distance, "cap": cap, "dedupe_similarity": cfg.dedupe_similarity,
+              "spherical": True, "inertia": km.inertia, "rejected": n_rejected}
+    conn = project.connect()
+    try:
+        run = save_run(project.root, conn, key, k_fine, params, centroids, members)
+        frame_of = dict(conn.execute("SELECT id, frame_id FROM masks").fetchall())
+    finally:
+        conn.close()
+
+    sizes = np.bincount(labels, minlength=k).tolist()
+    kept_per = np.bincount(labels[kept], minlength=k).tolist()
+    label = info.label if info else key
+    pretrained = info.pretrained if info else True
+    write_bank(project, {
+        "run_id": run.id, "model_key": key, "model_label": label, "pretrained": pretrained,
+        "clusters": [{"cluster": c, "size": sizes[c], "kept": kept_per[c]} for c in range(k)],
+        "masks": [{"mask_id": m.mask_id, "frame_id": frame_of.get(m.mask_id), "cluster": m.cluster,
+                   "weight": m.weight} for m in members if m.state == "kept"],
+    })
+    return ClusteringResult(run, label, pretrained, len(accepted), n_rejected, int((~unique).sum()), k_fine, k,
+                            k_scores, sizes, kept_per, cap)
