@@ -38,11 +38,12 @@ def predictor(scene):
     return p
 
 
-def test_grid_masks_recover_engine_objects():
+@pytest.mark.parametrize("texture", [0.0, 16.0])
+def test_grid_masks_recover_engine_objects(texture):
     """For every sufficiently large engine object, the best grid mask overlaps it with high IoU.
 
     The threshold 0.8 is justified by what can legitimately differ: anti-aliased outline pixels
-    (a 1-px ring is ~10% of a 40-px object's area) and shading; an object the grid missed or
+    (a 1-px ring is ~10% of a 40-px object's area), shading and texture; an object the grid missed or
     merged with its neighbour scores below 0.5, so a mean over ~20 objects above 0.8 fails as
     soon as a few objects are missed.
     """
@@ -50,7 +51,7 @@ def test_grid_masks_recover_engine_objects():
     generator = AutomaticMaskGenerator(build_predictor(cfg), cfg)
     best_ious = []
     for seed in range(4):
-        scene = draw_scene(seed)
+        scene = draw_scene(seed, texture=texture)
         masks = [c.mask for c in generator.generate(scene.rgb)]
         assert 0 < len(masks) <= cfg.max_masks_per_frame
         for truth in object_masks(scene, int(MIN_OBJECT_FRACTION * scene.ids.size)).values():
@@ -229,3 +230,19 @@ def test_no_masks_found_is_an_error(scene):
     cfg = SegmentConfig(min_area_fraction=0.95, max_area_fraction=1.0)
     with pytest.raises(NoMaskError, match="passed the area"):
         AutomaticMaskGenerator(build_predictor(cfg), cfg).generate(scene.rgb)
+
+
+def test_engine_point_priors_find_objects_between_grid_points():
+    rgb = np.full((120, 160, 3), 60, np.uint8)
+    rgb[:, 80:] = 120  # two halves, so the frame is not one region
+    rgb[4:12, 4:12] = (220, 40, 40)  # a small object far from every 4x3 grid point
+    ids = np.zeros((120, 160), np.uint16)
+    ids[4:12, 4:12] = 5
+    cfg = SegmentConfig(points_per_side=4, min_area_fraction=0.001)
+    generator = AutomaticMaskGenerator(build_predictor(cfg), cfg)
+    small = ids == 5
+    without = generator.generate(rgb)
+    assert max(mask_iou(small, c.mask) for c in without) == 0.0
+    priors = interior_points(engine_candidates(ids))
+    with_priors = generator.generate(rgb, extra_points=priors)
+    assert max(mask_iou(small, c.mask) for c in with_priors) > 0.9

@@ -94,6 +94,9 @@ def test_segment_project_is_incremental_and_idempotent(project: Project, tmp_pat
 
 
 def test_engine_masks_carry_categories_and_match_the_grid(project: Project):
+    # Point priors: thin objects (a 4-px-wide barrel at 160x120) fall between the 10-px grid
+    # points; one extra prompt inside each engine object makes the grid find them all.
+    project = Project.open(project.root, ["segment.engine.point_priors=true"])
     segment_project(project)
     conn = project.connect()
     try:

@@ -1,7 +1,7 @@
 """Synthetic game-like frames with exact object-ID maps, for the segmentation tests.
 
-Frames are drawn with OpenCV: a sky gradient, a noisy textured ground, and shaded objects
-(crates, barrels, rocks) with anti-aliased outlines and sensor-like noise, plus the 16-bit ID
+Frames are drawn with OpenCV: a sky gradient, a noisy textured ground, and shaded, textured
+objects (crates, barrels, rocks) with blended outlines and sensor-like noise, plus the 16-bit ID
 map and the id -> {name, category} legend an engine capture would carry. The helpers are
 imported by the other ``test_segment*`` files; the tests below check the helper itself.
 """
@@ -23,8 +23,20 @@ class Scene:
     legend: dict[str, dict[str, str]]  # str(id) -> {name, category}
 
 
-def _shaded_fill(canvas: np.ndarray, region: np.ndarray, colour: np.ndarray, rng: np.random.Generator) -> None:
-    """Fill ``region`` with ``colour`` lit by a linear gradient (about +-12 levels across the object)."""
+def surface_texture(rng: np.random.Generator, height: int, width: int, amplitude: float) -> np.ndarray:
+    """Smooth 1/f noise with standard deviation ``amplitude``: the look of procedural game textures."""
+    white = rng.standard_normal((height, width))
+    fy, fx = np.fft.fftfreq(height)[:, None], np.fft.fftfreq(width)[None, :]
+    f = np.maximum(np.sqrt(fx * fx + fy * fy) * max(height, width), 1.0)
+    noise = np.real(np.fft.ifft2(np.fft.fft2(white) / f))
+    return amplitude * (noise - noise.mean()) / max(noise.std(), 1e-9)
+
+
+def _shaded_fill(
+    canvas: np.ndarray, region: np.ndarray, colour: np.ndarray, rng: np.random.Generator, texture: float
+) -> None:
+    """Fill ``region`` with ``colour`` lit by a linear gradient (about +-12 levels across the object)
+    and modulated by a texture of ``texture`` levels standard deviation."""
     ys, xs = np.nonzero(region)
     if xs.size == 0:
         return
@@ -33,10 +45,24 @@ def _shaded_fill(canvas: np.ndarray, region: np.ndarray, colour: np.ndarray, rng
     proj = (xs - xs.mean()) * direction[0] + (ys - ys.mean()) * direction[1]
     span = max(1.0, float(np.abs(proj).max()))
     shade = 12.0 * proj / span
+    if texture > 0:
+        shade = shade + surface_texture(rng, *region.shape, texture)[ys, xs]
     canvas[ys, xs] = np.clip(colour[None, :] + shade[:, None], 0, 255)
 
 
-def draw_scene(seed: int, width: int = 320, height: int = 240, n_objects: int = 6) -> Scene:
+def _distinct_colour(rng: np.random.Generator, avoid: list[np.ndarray], min_distance: float = 60.0) -> np.ndarray:
+    """A random object colour at least ``min_distance`` (RGB) from the sky and ground colours.
+
+    An object coloured like the ground is invisible in the pixels: the engine knows it, no
+    image segmenter can, so the scenes avoid that case instead of testing the impossible.
+    """
+    while True:
+        colour = rng.uniform(40, 230, size=3)
+        if all(np.linalg.norm(colour - a) >= min_distance for a in avoid):
+            return colour
+
+
+def draw_scene(seed: int, width: int = 320, height: int = 240, n_objects: int = 6, texture: float = 8.0) -> Scene:
     rng = np.random.default_rng(seed)
     canvas = np.zeros((height, width, 3), dtype=np.float64)
     ids = np.zeros((height, width), dtype=np.uint16)
@@ -45,7 +71,8 @@ def draw_scene(seed: int, width: int = 320, height: int = 240, n_objects: int = 
     sky_top, sky_bottom = np.array([90.0, 140.0, 220.0]), np.array([170.0, 200.0, 240.0])
     t = np.linspace(0, 1, horizon)[:, None, None]
     canvas[:horizon] = sky_top * (1 - t) + sky_bottom * t
-    ground = np.array([70.0, 120.0, 50.0]) + rng.normal(0, 10, size=(height - horizon, width, 1))
+    ground_mean = np.array([70.0, 120.0, 50.0])
+    ground = ground_mean + rng.normal(0, 10, size=(height - horizon, width, 1))
     canvas[horizon:] = cv2.GaussianBlur(ground, (0, 0), 1.2).reshape(height - horizon, width, -1)
     ids[horizon:] = 1
     legend["1"] = {"name": "ground", "category": "terrain"}
@@ -65,8 +92,8 @@ def draw_scene(seed: int, width: int = 320, height: int = 240, n_objects: int = 
             radii = size * rng.uniform(0.35, 0.6, 7)
             poly = np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], axis=1).astype(np.int32)
             cv2.fillPoly(region, [poly], 1)
-        colour = rng.uniform(40, 230, size=3)
-        _shaded_fill(canvas, region > 0, colour, rng)
+        colour = _distinct_colour(rng, [ground_mean, sky_top, sky_bottom])
+        _shaded_fill(canvas, region > 0, colour, rng, texture)
         ids[region > 0] = object_id  # later objects occlude earlier ones, in both image and IDs
         legend[str(object_id)] = {"name": f"{category}_{k}", "category": category}
     canvas += rng.normal(0, 2.0, size=canvas.shape)
