@@ -1,0 +1,48 @@
+"""``python -m service --models DIR --port P``: the service without the bugdet CLI (inference hosts
+need only onnxruntime, numpy, OpenCV and grpc). ``bugdet serve`` takes the same options."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from service.config import ServerConfig, TlsConfig
+from service.server import run_forever
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    parser.add_argument("--models", type=Path, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=50051)
+    parser.add_argument("--metrics-port", type=int)
+    parser.add_argument("--max-batch", type=int, default=16)
+    parser.add_argument("--max-queue-delay-ms", type=float, default=0.0)
+    parser.add_argument("--max-queue", type=int, default=256)
+    parser.add_argument("--max-message-mb", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=32)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--token", default=os.environ.get("BUGDET_SERVE_TOKEN"))
+    parser.add_argument("--tls-cert", type=Path)
+    parser.add_argument("--tls-key", type=Path)
+    parser.add_argument("--tls-client-ca", type=Path)
+    parser.add_argument("--poll-s", type=float, default=2.0)
+    args = parser.parse_args(argv)
+    tls = TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert and args.tls_key else None
+    config = ServerConfig(
+        models_dir=args.models, host=args.host, port=args.port, metrics_port=args.metrics_port, max_batch=args.max_batch,
+        max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, max_message_bytes=args.max_message_mb << 20,
+        workers=args.workers, device=args.device, token=args.token, tls=tls, poll_s=args.poll_s,
+    )
+    try:
+        run_forever(config, announce=lambda line: print(line, flush=True))
+    except (FileNotFoundError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

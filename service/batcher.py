@@ -1,0 +1,147 @@
+"""Dynamic batching across concurrent requests.
+
+Handler threads :meth:`DynamicBatcher.submit` frames and wait on a future; one worker thread forms
+batches and runs the model. A batch takes what is queued for the same model, up to ``max_batch``
+frames; with ``max_queue_delay_ms`` > 0 a partial batch waits that long for more. The default
+delay is 0: under load the queue refills while the model runs, so batches grow by themselves and
+a lone request pays no delay at all (that is what keeps gRPC latency at batch 1 close to plain
+onnxruntime).
+
+The queue is bounded in frames. A unary request that finds it full is refused at once
+(:class:`QueueFull` -> RESOURCE_EXHAUSTED) instead of waiting unboundedly; a stream waits for
+room, which is its flow control. Items whose deadline has passed are dropped before inference.
+Each item carries the :class:`LoadedModel` it was prepared for, so a hot reload never mixes
+frames resized for one package into a batch for another.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.metrics import Metrics
+from service.runtime import LoadedModel
+
+
+class QueueFull(RuntimeError):
+    """The batching queue holds ``max_queue`` frames already."""
+
+
+class DeadlineExceeded(TimeoutError):
+    """The request's deadline passed while it waited in the queue."""
+
+
+@dataclass
+class _Item:
+    model: LoadedModel
+    frames: np.ndarray  # uint8 [n, H, W, 3]
+    deadline: float | None  # time.monotonic() seconds
+    future: Future = field(default_factory=Future)
+
+
+class DynamicBatcher:
+    def __init__(self, max_batch: int = 16, max_queue: int = 256, max_queue_delay_ms: float = 0.0, metrics: Metrics | None = None):
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.max_delay = max_queue_delay_ms / 1000.0
+        self.metrics = metrics or Metrics()
+        self._queue: deque[_Item] = deque()
+        self._queued_frames = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._worker = threading.Thread(target=self._loop, name="bugdet-batcher", daemon=True)
+        self._worker.start()
+
+    @property
+    def depth(self) -> int:
+        return self._queued_frames
+
+    def submit(self, model: LoadedModel, frames: np.ndarray, deadline: float | None = None, wait_for_room: bool = False) -> Future:
+        """Queue ``frames`` for ``model``; the future resolves to (scores [n,T], heatmaps [n,T,h,w])."""
+        item = _Item(model, frames, deadline)
+        n = len(frames)
+        with self._cond:
+            while self._queued_frames + n > self.max_queue and self._queued_frames > 0:
+                if not wait_for_room:
+                    raise QueueFull(f"server busy: {self._queued_frames} frames queued (max {self.max_queue}); retry later")
+                timeout = None if deadline is None else deadline - time.monotonic()
+                if timeout is not None and timeout <= 0:
+                    raise DeadlineExceeded("deadline passed while waiting for room in the queue")
+                self._cond.wait(timeout)
+            if self._stopping:
+                raise QueueFull("server is shutting down")
+            self._queue.append(item)
+            self._queued_frames += n
+            self.metrics.queue_depth.set(self._queued_frames)
+            self._cond.notify_all()
+        return item.future
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._worker.join(timeout=5)
+
+    def _take_batch(self) -> list[_Item]:
+        with self._cond:
+            while not self._queue and not self._stopping:
+                self._cond.wait()
+            if self._stopping and not self._queue:
+                return []
+            first = self._queue.popleft()
+            batch, frames = [first], len(first.frames)
+            wait_until = time.monotonic() + self.max_delay
+            while frames < self.max_batch:
+                if self._queue:
+                    nxt = self._queue[0]
+                    if nxt.model is not first.model or frames + len(nxt.frames) > self.max_batch:
+                        break
+                    batch.append(self._queue.popleft())
+                    frames += len(nxt.frames)
+                    continue
+                remaining = wait_until - time.monotonic()
+                if remaining <= 0 or self._stopping:
+                    break
+                self._cond.wait(remaining)
+            self._queued_frames -= frames
+            self.metrics.queue_depth.set(self._queued_frames)
+            self._cond.notify_all()  # room for waiting streams
+            return batch
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if not batch:
+                return
+            now = time.monotonic()
+            live = []
+            for item in batch:
+                if item.future.cancelled():
+                    continue
+                if item.deadline is not None and item.deadline <= now:
+                    item.future.set_exception(DeadlineExceeded("deadline passed while queued"))
+                else:
+                    live.append(item)
+            if not live:
+                continue
+            model = live[0].model
+            frames = live[0].frames if len(live) == 1 else np.concatenate([i.frames for i in live])
+            try:
+                started = time.perf_counter()
+                scores, heatmaps = model.run(frames)
+                self.metrics.inference_seconds.observe(time.perf_counter() - started)
+                self.metrics.batch_size.observe(len(frames))
+            except Exception as exc:  # noqa: BLE001 - one failed batch must not kill the worker
+                for item in live:
+                    item.future.set_exception(exc)
+                continue
+            start = 0
+            for item in live:
+                end = start + len(item.frames)
+                item.future.set_result((scores[start:end], heatmaps[start:end]))
+                start = end

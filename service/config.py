@@ -1,0 +1,36 @@
+"""Server settings: plain dataclasses so the service needs neither bugdet's config nor pydantic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Reported by ServerMetadata; bumped with the wire contract, not with bugdet's library version.
+SERVICE_VERSION = "1.0"
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert: Path
+    key: Path
+    client_ca: Path | None = None  # set: clients must present a certificate signed by it (mTLS)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    models_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    metrics_port: int | None = None
+    max_batch: int = 16
+    max_queue_delay_ms: float = 0.0
+    max_queue: int = 256
+    max_message_bytes: int = 64 << 20
+    max_frame_bytes: int = 48 << 20
+    max_frames_per_request: int = 64
+    workers: int = 32
+    device: str = "auto"
+    token: str | None = None
+    tls: TlsConfig | None = None
+    poll_s: float = 2.0
+    stream_window: int = 32  # frames one DetectStream may have in flight before reading pauses

@@ -1,0 +1,127 @@
+"""Which model package is served under each name, and hot reload.
+
+The models directory is scanned periodically (and on the ReloadModels RPC). For every model name
+the newest valid package wins (manifest ``created_at``, then ``version``). A newer package is
+verified (sha256 of every file), loaded and warmed *before* it replaces the served one, and the
+swap is a single reference assignment: requests already batched keep running on the old session,
+new ones get the new. A package that fails any step is refused and remembered by a fingerprint of
+its files (names, sizes, mtimes), so it is retried only once it changes, e.g. when a slow copy
+finishes; meanwhile the old model keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from service.model_package import PackageError, PackageManifest, load_manifest
+from service.runtime import LoadedModel, load_model
+
+log = logging.getLogger("bugdet.service")
+
+
+class ModelNotFound(LookupError):
+    """The request names a model (or version) that is not served."""
+
+
+@dataclass
+class ScanReport:
+    loaded: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    serving: list[str] = field(default_factory=list)
+
+
+def _fingerprint(directory: Path) -> tuple:
+    try:
+        return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir()))
+    except OSError:
+        return ()
+
+
+class ModelRegistry:
+    def __init__(self, models_dir: Path, device: str = "auto", warm_batches: tuple[int, ...] = (1,),
+                 on_change: Callable[[], None] | None = None):
+        self.models_dir = Path(models_dir)
+        self.device = device
+        self.warm_batches = warm_batches
+        self._models: dict[str, LoadedModel] = {}
+        self._refused: dict[Path, tuple] = {}
+        self._scan_lock = threading.Lock()
+        self._on_change = on_change
+        self.reloads = 0
+        self.refusals = 0
+
+    # -- lookups (lock-free: dict reads of whole references are atomic in CPython)
+    def models(self) -> list[LoadedModel]:
+        return list(self._models.values())
+
+    def get(self, name: str = "", version: str = "") -> LoadedModel:
+        models = self._models
+        if not name:
+            if len(models) == 1:
+                model = next(iter(models.values()))
+            elif not models:
+                raise ModelNotFound("no model is loaded yet")
+            else:
+                raise ModelNotFound(f"several models are served ({', '.join(sorted(models))}); name one")
+        else:
+            model = models.get(name)
+            if model is None:
+                served = ", ".join(sorted(models)) or "none"
+                raise ModelNotFound(f"unknown model {name!r} (served: {served})")
+        if version and version != model.version:
+            raise ModelNotFound(f"model {model.name!r} version {version!r} is not served (serving {model.version!r})")
+        return model
+
+    # -- reload
+    def scan(self) -> ScanReport:
+        """Load every package newer than what is served; never unloads a working model."""
+        with self._scan_lock:
+            report = ScanReport()
+            candidates: dict[str, list[PackageManifest]] = {}
+            directories = sorted(p for p in self.models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) if self.models_dir.is_dir() else []
+            for directory in directories:
+                fingerprint = _fingerprint(directory)
+                if self._refused.get(directory) == fingerprint:
+                    continue
+                try:
+                    manifest = load_manifest(directory, verify=False)
+                except PackageError as exc:
+                    self._refuse(directory, fingerprint, str(exc), report)
+                    continue
+                candidates.setdefault(manifest.name, []).append(manifest)
+            for name, manifests in candidates.items():
+                served = self._models.get(name)
+                for manifest in sorted(manifests, key=_newness, reverse=True):
+                    if served is not None and _newness(manifest) <= _newness(served.manifest):
+                        break
+                    fingerprint = _fingerprint(manifest.directory)
+                    try:
+                        verified = load_manifest(manifest.directory, verify=True)
+                        model = load_model(verified, self.device, self.warm_batches)
+                    except PackageError as exc:
+                        self._refuse(manifest.directory, fingerprint, str(exc), report)
+                        continue
+                    self._models = {**self._models, name: model}
+                    self._refused.pop(manifest.directory, None)
+                    self.reloads += 1
+                    report.loaded.append(model.key)
+                    log.info("serving %s from %s (%s)", model.key, manifest.directory, model.provider)
+                    break
+            report.serving = sorted(m.key for m in self._models.values())
+        if report.loaded and self._on_change:
+            self._on_change()
+        return report
+
+    def _refuse(self, directory: Path, fingerprint: tuple, reason: str, report: ScanReport) -> None:
+        self._refused[directory] = fingerprint
+        self.refusals += 1
+        report.refused.append(reason)
+        log.warning("refused package: %s", reason)
+
+
+def _newness(manifest: PackageManifest) -> tuple[str, str, str]:
+    return (manifest.created_at, manifest.version, manifest.directory.name)
