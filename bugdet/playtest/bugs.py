@@ -1,0 +1,365 @@
+"""The switchable bugs: how each is injected, reverted, steered into view, and scheduled.
+
+Each bug is an effect with ``apply``/``revert`` on the live world and renderer (so the correct
+render of the same moment is one ``revert`` away) and a ``steer`` task that brings the player to
+where the bug shows (walk into geometry for FPPC and camera clipping, look at the chosen surface,
+poster or prop for the others). :class:`BugScheduler` turns a requested prevalence into episodes
+of a few consecutive bug frames, spread over the session.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bugdet.errors import InputError
+from bugdet.ingest.session_format import BUG_TYPES
+from bugdet.playtest import groundtruth as gt
+from bugdet.playtest.collision import clearance
+from bugdet.playtest.player import RADIUS, Player, PlayerState, Task
+from bugdet.playtest.renderer import NEAR, PlaytestRenderer
+from bugdet.playtest.world import World
+
+
+@dataclass
+class FrameContext:
+    world: World
+    renderer: PlaytestRenderer
+    state: PlayerState
+    index: int
+    eye: tuple[float, float, float, float, float, float]
+
+
+class BugEffect:
+    name = ""
+
+    def steer(self, player: Player) -> Task | None:
+        return None
+
+    def apply(self, ctx: FrameContext) -> None:
+        pass
+
+    def revert(self, ctx: FrameContext) -> None:
+        pass
+
+    def postprocess(self, rgb: np.ndarray, ctx: FrameContext) -> np.ndarray:
+        return rgb
+
+    def truth(self, bug: "RenderPair", ctx: FrameContext, t: gt.Thresholds) -> gt.Truth:
+        raise NotImplementedError
+
+
+@dataclass
+class RenderPair:
+    rgb: np.ndarray
+    ids: np.ndarray
+    ref_rgb: np.ndarray
+    ref_ids: np.ndarray
+
+
+def _target_point(world: World, oid: int, x: float, y: float) -> tuple[float, float]:
+    own = [c for c in world.colliders if c.oid == oid]
+    if own:
+        return min((c.closest_point(x, y) for c in own), key=lambda p: math.hypot(p[0] - x, p[1] - y))
+    pos = world.objects[oid].node.getPos(world.root)
+    return float(pos[0]), float(pos[1])
+
+
+class Fppc(BugEffect):
+    name = "fppc"
+
+    def steer(self, player: Player) -> Task:
+        return player.push_task(duration=30.0, requested=True)
+
+    def apply(self, ctx: FrameContext) -> None:
+        ctx.renderer.set_fppc_bug(True)
+
+    def revert(self, ctx: FrameContext) -> None:
+        ctx.renderer.set_fppc_bug(False)
+
+    def truth(self, pair: RenderPair, ctx: FrameContext, t: gt.Thresholds) -> gt.Truth:
+        return gt.fppc(pair.ids, pair.ref_ids, t)
+
+
+class CameraClipping(BugEffect):
+    """The eye is pushed past the collision radius into what the player faces (noclip)."""
+
+    name = "camera_clipping"
+
+    def __init__(self, rng: np.random.Generator):
+        self.depth = float(rng.uniform(-0.27, 0.4))  # metres beyond the player's collision surface
+        self._eye_inside = False
+
+    def steer(self, player: Player) -> Task:
+        return player.push_task(duration=30.0, requested=True)
+
+    def apply(self, ctx: FrameContext) -> None:
+        x, y, z, h, p, r = ctx.eye
+        a = math.radians(h)
+        push = RADIUS + self.depth
+        ex, ey = x - math.sin(a) * push, y + math.cos(a) * push
+        d, _ = clearance(ctx.world.colliders, ex, ey)
+        self._eye_inside = d < NEAR + 0.03
+        ctx.renderer.set_eye(ex, ey, z, h, p, r)
+
+    def revert(self, ctx: FrameContext) -> None:
+        ctx.renderer.set_eye(*ctx.eye)
+
+    def shown_eye(self, ctx: FrameContext) -> tuple[float, ...]:
+        x, y, z, h, p, r = ctx.eye
+        a = math.radians(h)
+        push = RADIUS + self.depth
+        return (x - math.sin(a) * push, y + math.cos(a) * push, z, h, p, r)
+
+    def truth(self, pair: RenderPair, ctx: FrameContext, t: gt.Thresholds) -> gt.Truth:
+        return gt.camera_clipping(pair.ids, pair.ref_ids, self._eye_inside, t)
+
+
+class TextureBug(BugEffect):
+    """Missing (placeholder checker), low-resolution or stretched texture on one object."""
+
+    def __init__(self, name: str, world: World, oid: int, rng: np.random.Generator):
+        self.name = name
+        self.oid = oid
+        self.distance = float(rng.uniform(2.0, 4.5))
+        self.stretch = (float(rng.uniform(0.04, 0.1)), 1.0) if rng.random() < 0.5 else (1.0, float(rng.uniform(0.04, 0.1)))
+
+    def steer(self, player: Player) -> Task:
+        point = _target_point(player.world, self.oid, player.x, player.y)
+        return player.look_task(point, self.distance, pitch=-3.0)
+
+    def apply(self, ctx: FrameContext) -> None:
+        world = ctx.world
+        if self.name == "missing_texture":
+            world.set_texture(self.oid, world.textures.placeholder())
+        elif self.name == "low_res_texture":
+            material = world.objects[self.oid].material or "concrete"
+            world.set_texture(self.oid, world.textures.low_res(material))
+        else:
+            material = world.objects[self.oid].material or "concrete"
+            world.set_texture(self.oid, world.textures.get(material), scale=self.stretch)
+
+    def revert(self, ctx: FrameContext) -> None:
+        ctx.world.restore_texture(self.oid)
+
+    def truth(self, pair: RenderPair, ctx: FrameContext, t: gt.Thresholds) -> gt.Truth:
+        return gt.surface(pair.ids, self.oid, t)
+
+
+class ZFighting(BugEffect):
+    name = "z_fighting"
+
+    def __init__(self, world: World, poster_index: int, rng: np.random.Generator):
+        self.poster = world.posters[poster_index]
+        self.distance = float(rng.uniform(1.8, 3.5))
+
+    def steer(self, player: Player) -> Task:
+        c = self.poster.center
+        return player.look_task((c[0], c[1]), self.distance, pitch=-2.0, face=self.poster.facing_heading)
+
+    def apply(self, ctx: FrameContext) -> None:
+        self.poster.correct.hide()
+        for k, variant in enumerate(self.poster.fighting):
+            variant.show() if k == ctx.index % len(self.poster.fighting) else variant.hide()
+
+    def revert(self, ctx: FrameContext) -> None:
+        for variant in self.poster.fighting:
+            variant.hide()
+        self.poster.correct.show()
+
+    def truth(self, pair: RenderPair, ctx: FrameContext, t: gt.Thresholds) -> gt.Truth:
+        return gt.z_fighting(pair.ids, pair.ref_ids, self.poster.oid, t)
+
+
+class FloatingObject(BugEffect):
+    name = "floating_object"
+
+    def __init__(self, world: World, oid: int, rng: np.random.Generator):
+        self.oid = oid
+        self.lift = float(rng.uniform(0.35, 1.2))
+        self.distance = float(rng.uniform(3.0, 5.0))
+        self._z0 = 0.0
+
+    def steer(self, player: Player) -> Task:
+        point = _target_point(player.world, self.oid, player.x, player.y)
+        return player.look_task(point, self.distance, pitch=-12.0)
+
+    def apply(self, ctx: FrameContext) -> None:
+        node = ctx.world.objects[self.oid].node
+        self._z0 = node.getZ()
+        node.setZ(self._z0 + self.lift)
+
+    def revert(self, ctx: FrameContext) -> None:
+        ctx.world.objects[self.oid].node.setZ(self._z0)
+
+    def truth(self, pair: RenderPair, ctx: FrameContext, t: gt.Thresholds) -> gt.Truth:
+        return gt.floating(pair.ids, pair.ref_ids, self.oid, self.lift, t)
+
+
+class BlackFrame(BugEffect):
+    """A dropped frame (all black) or a corrupted one (garbage blocks and torn rows)."""
+
+    name = "black_frame"
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self._corrupted: np.ndarray | None = None
+
+    def postprocess(self, rgb: np.ndarray, ctx: FrameContext) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        out = rgb.copy()
+        if self.rng.random() < 0.6:
+            out[:] = 0
+            self._corrupted = np.ones((h, w), dtype=bool)
+            return out
+        corrupted = np.zeros((h, w), dtype=bool)
+        block = max(4, h // 12)
+        for _ in range(int(self.rng.integers(6, 20))):
+            y0, x0 = int(self.rng.integers(0, h - block)), int(self.rng.integers(0, w - block))
+            bh, bw = block * int(self.rng.integers(1, 3)), block * int(self.rng.integers(1, 6))
+            out[y0:y0 + bh, x0:x0 + bw] = self.rng.integers(0, 256, size=3, dtype=np.uint8)
+            corrupted[y0:y0 + bh, x0:x0 + bw] = True
+        y0 = int(self.rng.integers(h // 4, h - 2))
+        shift = int(self.rng.integers(w // 8, w // 2))
+        out[y0:] = np.roll(out[y0:], shift, axis=1)
+        corrupted[y0:] = True
+        self._corrupted = corrupted
+        return out
+
+    def truth(self, pair: RenderPair, ctx: FrameContext, t: gt.Thresholds) -> gt.Truth:
+        assert self._corrupted is not None
+        return gt.black_frame(self._corrupted)
+
+
+def parse_bug_list(text: str | None) -> tuple[str, ...]:
+    """``"fppc,z_fighting"`` or ``"all"`` to a validated tuple (format order)."""
+    if text is None or not text.strip():
+        return ()
+    names = BUG_TYPES if text.strip() == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in BUG_TYPES]
+    if unknown:
+        raise InputError(f"unknown bug type(s) {', '.join(unknown)}; known: {', '.join(BUG_TYPES)}")
+    return tuple(n for n in BUG_TYPES if n in names)
+
+
+def make_effect(name: str, world: World, player: Player, rng: np.random.Generator) -> BugEffect | None:
+    """A fresh effect of type ``name`` aimed at something near the player (None if the level has no target)."""
+    px, py = player.x, player.y
+
+    def nearest(oids: list[int]) -> int | None:
+        candidates = [o for o in oids if any(c.oid == o for c in world.colliders)]
+        if not candidates:
+            return None
+        dist = {o: math.dist((px, py), _target_point(world, o, px, py)) for o in candidates}
+        ranked = sorted(candidates, key=lambda o: (dist[o], o))[:4]
+        return ranked[int(rng.integers(len(ranked)))]
+
+    if name == "fppc":
+        return Fppc()
+    if name == "camera_clipping":
+        return CameraClipping(rng)
+    if name in ("missing_texture", "low_res_texture", "stretched_texture"):
+        oid = nearest(world.texture_targets)
+        return None if oid is None else TextureBug(name, world, oid, rng)
+    if name == "z_fighting":
+        if not world.posters:
+            return None
+        ranked = sorted(range(len(world.posters)), key=lambda k: (math.dist((px, py), world.posters[k].center[:2]), k))[:3]
+        return ZFighting(world, ranked[int(rng.integers(len(ranked)))], rng)
+    if name == "floating_object":
+        oid = nearest(world.floatables)
+        return None if oid is None else FloatingObject(world, oid, rng)
+    if name == "black_frame":
+        return BlackFrame(rng)
+    raise InputError(f"unknown bug type {name!r}")
+
+
+@dataclass
+class Episode:
+    effect: BugEffect
+    quota: int
+    made: int = 0
+    waited: int = 0
+    active_frames: int = 0
+    started: bool = False
+    steered: bool = False
+
+
+@dataclass
+class BugScheduler:
+    """Keeps the running count of bug frames on track for ``prevalence`` over ``frames`` frames.
+
+    An episode (a few consecutive bug frames of one type) starts when the count falls behind the
+    target a little ahead of now; the player is steered into position and the bug switches on
+    once it can be seen. Frames where the switched-on bug turns out not to be visible do not count.
+    """
+
+    bug_types: tuple[str, ...]
+    prevalence: float
+    frames: int
+    rng: np.random.Generator
+    lead: int = 150
+    made: int = 0
+    episode: Episode | None = None
+    _cycle: list[str] = field(default_factory=list)
+
+    @property
+    def target(self) -> int:
+        return int(round(self.prevalence * self.frames)) if self.bug_types else 0
+
+    def plan(self, index: int, player: Player, world: World, state: PlayerState) -> BugEffect | None:
+        """The effect to apply on frame ``index``, if any (call before rendering it)."""
+        if self.episode is None and self.made < self.target:
+            quota = min(int(self.rng.integers(2, 7)), self.target - self.made)
+            remaining = self.frames - index
+            behind = self.made + quota <= self.prevalence * (index + self.lead) + 0.5
+            if behind or remaining < (self.target - self.made) * 4 + self.lead:
+                self._start(quota, player, world)
+        ep = self.episode
+        if ep is None:
+            return None
+        if not ep.started:
+            ep.waited += 1
+            in_position = player.task is not None and player.task.requested and player.task.arrived
+            if not ep.steered or in_position:
+                ep.started = True
+            elif ep.waited > 240:
+                self._end(player)
+                return None
+        if ep.started:
+            ep.active_frames += 1
+            if ep.active_frames > ep.quota * 3 + 20:
+                self._end(player)
+                return None
+            return ep.effect
+        return None
+
+    def report(self, present: bool, player: Player) -> None:
+        """Whether the frame just rendered with the effect really showed the bug."""
+        ep = self.episode
+        if ep is None or not ep.started:
+            return
+        if present:
+            ep.made += 1
+            self.made += 1
+        if ep.made >= ep.quota:
+            self._end(player)
+
+    def _start(self, quota: int, player: Player, world: World) -> None:
+        for _ in range(len(self.bug_types) * 2):
+            if not self._cycle:
+                self._cycle = [self.bug_types[k] for k in self.rng.permutation(len(self.bug_types))]
+            effect = make_effect(self._cycle.pop(0), world, player, self.rng)
+            if effect is not None:
+                task = effect.steer(player)
+                if task is not None:
+                    player.request(task)
+                self.episode = Episode(effect, quota, steered=task is not None)
+                return
+
+    def _end(self, player: Player) -> None:
+        if self.episode is not None and self.episode.steered:
+            player.release()
+        self.episode = None
