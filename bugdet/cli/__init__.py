@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "bugdet.cli.project_cmd",
     "bugdet.cli.demo_cmd",
     "bugdet.cli.ingest_cmd",
+    "bugdet.cli.playtest_cmd",
     "bugdet.cli.export_cmd",
     "bugdet.cli.segment_cmd",
     "bugdet.cli.bench_cmd",  # keep last: benchmarks appear after the pipeline's commands

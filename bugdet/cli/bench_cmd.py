@@ -9,7 +9,9 @@ import importlib
 
 import typer
 
-BENCH_MODULES: tuple[str, ...] = ()
+BENCH_MODULES: tuple[str, ...] = (
+    "bugdet.playtest.bench",
+)
 
 bench_app = typer.Typer(help="Benchmarks; each writes its measurements as JSON (--json PATH).", no_args_is_help=True)
 
