@@ -196,6 +196,24 @@ class PlaytestRenderer:
         return RenderOutput(rgb=rgb, ids=id_map)
 
 
+    def viewmodel_alone(self) -> np.ndarray:
+        """Mask of the viewmodel drawn with no world at all: every weapon pixel the eye could see."""
+        hidden = []
+        if self.world is not None:
+            hidden.append(self.world.root)
+            if self.world.sky is not None:
+                hidden.append(self.world.sky)
+        for node in hidden:
+            node.stash()
+        try:
+            out = self.render(color=False, ids=True)
+        finally:
+            for node in hidden:
+                node.unstash()
+        assert out.ids is not None
+        return out.ids == WEAPON_ID
+
+
 _RENDERER: list[PlaytestRenderer] = []
 
 
