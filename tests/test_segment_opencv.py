@@ -246,3 +246,13 @@ def test_engine_point_priors_find_objects_between_grid_points():
     priors = interior_points(engine_candidates(ids))
     with_priors = generator.generate(rgb, extra_points=priors)
     assert max(mask_iou(small, c.mask) for c in with_priors) > 0.9
+
+
+def test_measure_masks_per_s_counts_real_masks():
+    from bugdet.segment.bench import measure_masks_per_s, measure_segmentation
+
+    frames = [draw_scene(seed).rgb for seed in range(2)] + [np.zeros((240, 320, 3), np.uint8)]
+    stats = measure_segmentation(frames)
+    assert stats["frames"] == 3 and stats["masks"] >= 8  # each drawn frame has several objects; black adds none
+    assert stats["masks_per_s"] == pytest.approx(stats["masks"] / stats["seconds"])
+    assert measure_masks_per_s(frames[:1]) > 0

@@ -177,3 +177,17 @@ def test_cli_user_errors_are_one_line(project: Project):
     assert_one_line_error(run_cli("prompt", "-p", p, "--frame", "3", "--point", "3,3"), "uniform")
     assert_one_line_error(run_cli("prompt", "-p", p, "--frame", "1", "--box", "1,2,3"), "expected 4 comma-separated")
     assert_one_line_error(run_cli("segment", "-p", p, "--set", "segment.points_per_side=0"), "segment.points_per_side")
+
+
+def test_bench_segment_writes_measurements(project: Project, tmp_path: Path):
+    out = tmp_path / "bench.json"
+    result = run_cli("bench", "segment", "-p", str(project.root), "--frames", "2", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "segment" and data["backend"] == "opencv" and data["frames"] == 2
+    assert data["masks"] > 0 and data["masks_per_s"] > 0 and data["image_size"] == [WIDTH, HEIGHT]
+    conn = project.connect()
+    try:  # benchmarking stores nothing: not even the masks table exists yet
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'masks'").fetchone() is None
+    finally:
+        conn.close()

@@ -10,7 +10,9 @@ import importlib
 import typer
 
 BENCH_MODULES: tuple[str, ...] = (
+    "bugdet.segment.bench_cmd",
     "bugdet.playtest.bench",
+    "bugdet.cluster.bench",
 )
 
 bench_app = typer.Typer(help="Benchmarks; each writes its measurements as JSON (--json PATH).", no_args_is_help=True)

@@ -32,9 +32,8 @@ class Candidate:
     label: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def area(self) -> int:
-        return int(np.count_nonzero(self.mask))
+    def __post_init__(self) -> None:
+        self.area = int(np.count_nonzero(self.mask))  # filters and NMS ask for it repeatedly
 
 
 def check_frame(rgb: np.ndarray) -> np.ndarray:

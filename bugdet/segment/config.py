@@ -50,7 +50,7 @@ class EngineConfig(Section):
         "'engine' masks, labelled with the object's category.",
     )
     point_priors: bool = Field(
-        False,
+        True,
         description="Add one point prompt inside each engine object to the automatic grid, so objects "
         "smaller than the grid spacing still get prompted.",
     )

@@ -18,7 +18,12 @@ def iou_matrix(masks: Sequence[np.ndarray]) -> np.ndarray:
     """Pairwise IoU (float, NxN) of same-shaped boolean masks."""
     if len(masks) == 0:
         return np.zeros((0, 0), dtype=np.float64)
-    flat = sparse.csr_matrix(np.stack([np.asarray(m, dtype=bool).reshape(-1) for m in masks]).astype(np.float32))
+    pixels = [np.flatnonzero(np.asarray(m, dtype=bool)) for m in masks]
+    indptr = np.concatenate(([0], np.cumsum([len(p) for p in pixels])))
+    indices = np.concatenate(pixels).astype(np.int32)
+    flat = sparse.csr_matrix(
+        (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(masks), int(np.asarray(masks[0]).size))
+    )
     inter = (flat @ flat.T).toarray().astype(np.float64)
     areas = np.diag(inter).copy()
     union = areas[:, None] + areas[None, :] - inter
@@ -49,10 +54,13 @@ def nms(masks: Sequence[np.ndarray], scores: Sequence[float], iou_threshold: flo
 
 def gradient_magnitude(rgb_or_lab: np.ndarray) -> np.ndarray:
     """Per-pixel colour gradient magnitude (max over channels of the Sobel norm), float32."""
-    image = rgb_or_lab.astype(np.float32)
-    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
-    return np.sqrt(gx * gx + gy * gy).max(axis=2) / 8.0
+    strongest = None
+    for channel in cv2.split(rgb_or_lab):
+        gx = cv2.Sobel(channel, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(channel, cv2.CV_32F, 0, 1, ksize=3)
+        magnitude = cv2.magnitude(gx, gy)
+        strongest = magnitude if strongest is None else cv2.max(strongest, magnitude)
+    return strongest / 8.0
 
 
 def boundary_pixels(mask: np.ndarray) -> np.ndarray:
