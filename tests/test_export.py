@@ -6,7 +6,7 @@ The helpers at the top (frames, a trained detector, a package) are shared with t
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from bugdet.errors import BugdetError, InputError
+from bugdet.errors import InputError
 from bugdet.export.package import ExportError, export_package
 from bugdet.export.reference_detector import ReferenceDetector
 from service.model_package import MANIFEST_NAME, MODEL_FILE, PackageError, load_manifest
@@ -59,8 +59,15 @@ def scene_frames(n: int, seed: int = 0, size: tuple[int, int] = (96, 128)) -> tu
     return frames, labels
 
 
-def trained_detector(steps: int = 40, seed: int = 0) -> ReferenceDetector:
-    """A real ReferenceDetector trained for a few Adam steps on scene frames (seconds on CPU)."""
+def trained_detector(steps: int = 25, seed: int = 0) -> ReferenceDetector:
+    """A real ReferenceDetector trained for a few Adam steps on scene frames (seconds on CPU).
+
+    Cached: the service tests reuse the same trained networks (nothing mutates them)."""
+    return _train(steps, seed)
+
+
+@functools.lru_cache(maxsize=None)
+def _train(steps: int, seed: int) -> ReferenceDetector:
     torch.manual_seed(seed)
     frames, labels = scene_frames(48, seed=seed)
     x = torch.from_numpy(np.stack([cv2.resize(f, INPUT_SIZE[::-1], interpolation=cv2.INTER_AREA) for f in frames]))
@@ -70,7 +77,7 @@ def trained_detector(steps: int = 40, seed: int = 0) -> ReferenceDetector:
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     for step in range(steps):
-        idx = torch.randperm(len(x))[:16]
+        idx = torch.randperm(len(x))[:12]
         scores, _ = model(x[idx])
         loss = torch.nn.functional.binary_cross_entropy(scores.clamp(1e-6, 1 - 1e-6), y[idx])
         optimiser.zero_grad()
@@ -80,7 +87,9 @@ def trained_detector(steps: int = 40, seed: int = 0) -> ReferenceDetector:
 
 
 def make_package(models_dir: Path, version: str = "1", detector: ReferenceDetector | None = None, **kwargs) -> Path:
+    """Export with the fast TorchScript exporter (the dynamo path is covered by the export test)."""
     detector = detector or trained_detector()
+    kwargs.setdefault("exporter", "torchscript")
     frames, _ = scene_frames(6, seed=99)
     result = export_package(
         detector, frames, models_dir, name="detector", version=version,
@@ -106,6 +115,7 @@ def test_export_writes_verified_package_with_parity(tmp_path: Path, detector: Re
     assert (manifest.input.height, manifest.input.width) == INPUT_SIZE
     assert manifest.heatmap_size == (8, 8)
     assert manifest.raw["parity"]["max_abs_diff"] == result.parity.max_abs_diff
+    assert manifest.raw["onnx"]["exporter"] == result.exporter == "dynamo"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["detector-7"]  # no temp dir left over
 
     import onnxruntime as ort
@@ -131,7 +141,7 @@ def test_trained_detector_separates_bug_frames(detector: ReferenceDetector) -> N
 def test_export_fails_above_tolerance_and_leaves_nothing(tmp_path: Path, detector: ReferenceDetector) -> None:
     frames, _ = scene_frames(4, seed=2)
     with pytest.raises(ExportError, match="differs from torch"):
-        export_package(detector, frames, tmp_path, version="1", tolerance=1e-12)
+        export_package(detector, frames, tmp_path, version="1", tolerance=1e-12, exporter="torchscript")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -145,14 +155,16 @@ def test_export_rejects_bad_inputs(tmp_path: Path, detector: ReferenceDetector) 
         export_package(detector, [], tmp_path)
     with pytest.raises(InputError, match="bug_types"):
         export_package(torch.nn.Conv2d(3, 1, 1), frames, tmp_path)
-    export_package(detector, frames, tmp_path, version="1")
+    with pytest.raises(InputError, match="exporter must be"):
+        export_package(detector, frames, tmp_path, exporter="jit")
+    export_package(detector, frames, tmp_path, version="1", exporter="torchscript")
     with pytest.raises(InputError, match="already exists"):
         export_package(detector, frames, tmp_path, version="1")
 
 
 def test_corrupt_or_partial_package_fails_verification(tmp_path: Path, detector: ReferenceDetector) -> None:
     frames, _ = scene_frames(2)
-    path = export_package(detector, frames, tmp_path, version="1").path
+    path = export_package(detector, frames, tmp_path, version="1", exporter="torchscript").path
     data = bytearray((path / MODEL_FILE).read_bytes())
     data[len(data) // 2] ^= 0xFF
     (path / MODEL_FILE).write_bytes(bytes(data))

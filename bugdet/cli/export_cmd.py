@@ -77,7 +77,7 @@ def export(
     result = export_package(
         model, frames, models_dir or project.root / cfg.models_dir, name=name or cfg.name, version=version,
         thresholds=chosen, training_data=extras.get("training_data"), metrics=extras.get("metrics"),
-        tolerance=cfg.tolerance, opset=cfg.opset,
+        tolerance=cfg.tolerance, opset=cfg.opset, exporter=cfg.exporter,
     )
     report = {"package": str(result.path), "exporter": result.exporter, "parity": result.parity.as_dict()}
     console.print(f"wrote {result.path} (parity max abs diff {result.parity.max_abs_diff:.2e} on {result.parity.frames} frames)")

@@ -11,4 +11,5 @@ class ExportConfig(Section):
     name: str = Field("detector", description="Model name in the package; clients ask for a model by this name.")
     calibration_frames: int = Field(16, ge=1, description="Project frames (validation split first) used for the torch/ONNX parity check.")
     tolerance: float = Field(1e-4, gt=0, description="Largest absolute difference between torch and ONNX outputs before export fails.")
+    exporter: str = Field("dynamo", pattern="^(dynamo|torchscript)$", description="ONNX exporter: dynamo (torch.export; falls back to torchscript when tracing fails) or torchscript.")
     opset: int = Field(18, ge=13, description="ONNX opset version of the exported graph.")

@@ -48,36 +48,52 @@ def check_detector(detector: nn.Module) -> tuple[list[str], tuple[int, int]]:
     return list(bug_types), (int(input_size[0]), int(input_size[1]))
 
 
-def export_onnx(detector: nn.Module, path: Path, opset: int = 18) -> str:
+EXPORTERS = ("dynamo", "torchscript")
+
+
+def _export_dynamo(adapter: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            adapter, (example,), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            dynamic_shapes={"images": {0: batch}}, opset_version=opset, dynamo=True, verbose=False,
+        )
+        program.save(str(path), external_data=False)
+
+
+def _export_torchscript(adapter: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            adapter, (example,), str(path), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)},
+            opset_version=opset, dynamo=False,
+        )
+
+
+def export_onnx(detector: nn.Module, path: Path, opset: int = 18, exporter: str = "dynamo") -> str:
     """Write ``detector`` (wrapped for uint8 input) to ``path`` as a single-file ONNX graph.
 
-    Uses the torch.export-based exporter; falls back to the TorchScript exporter for models it
-    cannot trace. Returns the exporter used, which the manifest records.
+    ``dynamo`` (torch.export, the supported path) falls back to the TorchScript exporter for
+    models it cannot trace; ``torchscript`` uses the older exporter directly (seconds faster, and
+    enough for plain CNNs). Returns the exporter used, which the manifest records.
     """
+    if exporter not in EXPORTERS:
+        raise InputError(f"export: exporter must be one of {EXPORTERS}, got {exporter!r}")
     _, (height, width) = check_detector(detector)
     adapter = UInt8FrameAdapter(detector).eval().cpu()
     example = torch.zeros((2, height, width, 3), dtype=torch.uint8)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                adapter, (example,), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                dynamic_shapes={"images": {0: batch}}, opset_version=opset, dynamo=True, verbose=False,
-            )
-            program.save(str(path), external_data=False)
-        return "dynamo"
-    except Exception as dynamo_error:  # noqa: BLE001 - any tracing failure: try the older exporter
+    dynamo_error: Exception | None = None
+    if exporter == "dynamo":
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    adapter, (example,), str(path), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                    dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)},
-                    opset_version=opset, dynamo=False,
-                )
-            return "torchscript"
-        except Exception as script_error:  # noqa: BLE001
-            raise InputError(
-                f"detector: ONNX export failed (torch.export: {dynamo_error}; TorchScript: {script_error})"
-            ) from None
+            _export_dynamo(adapter, example, path, opset)
+            return "dynamo"
+        except Exception as error:  # noqa: BLE001 - any tracing failure: try the older exporter
+            dynamo_error = error
+    try:
+        _export_torchscript(adapter, example, path, opset)
+        return "torchscript"
+    except Exception as script_error:  # noqa: BLE001
+        tried = f"torch.export: {dynamo_error}; " if dynamo_error else ""
+        raise InputError(f"detector: ONNX export failed ({tried}TorchScript: {script_error})") from None

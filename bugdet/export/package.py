@@ -91,6 +91,7 @@ def export_package(
     metrics: Mapping[str, Any] | None = None,
     tolerance: float = 1e-4,
     opset: int = 18,
+    exporter: str = "dynamo",
 ) -> ExportResult:
     """Export ``detector`` to ``models_dir/<name>-<version>/`` and return where and how well.
 
@@ -116,7 +117,7 @@ def export_package(
     staging = models_dir / f".{final.name}.partial-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        exporter = export_onnx(detector, staging / MODEL_FILE, opset=opset)
+        exporter = export_onnx(detector, staging / MODEL_FILE, opset=opset, exporter=exporter)
         parity = check_parity(detector, staging / MODEL_FILE, batch, tolerance)
         if not parity.passed:
             raise ExportError(
