@@ -7,7 +7,10 @@ The helpers at the top (frames, a trained detector, a package) are shared with t
 from __future__ import annotations
 
 import functools
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -176,3 +179,35 @@ def test_corrupt_or_partial_package_fails_verification(tmp_path: Path, detector:
     os.remove(path / MANIFEST_NAME)
     with pytest.raises(PackageError, match="no manifest.json"):
         load_manifest(path)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bugdet", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_exports_a_training_stage_checkpoint(tmp_path: Path) -> None:
+    """`bugdet export` on the training stage's own checkpoint format and a project's frames."""
+    from bugdet.detect.model import create_detector, save_checkpoint
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(scene_frames(4, seed=8)[0]):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), frame[..., ::-1])
+    project = tmp_path / "proj"
+    result = run_cli("ingest", str(folder), "--project", str(project), "--init")
+    assert result.returncode == 0, result.stderr
+    detector = create_detector("compact_cnn", BUG_TYPES).eval()
+    save_checkpoint(project / "models" / "run1" / "detector.pt", detector,
+                    {"thresholds": {"missing_texture": 0.4, "black_hole": 0.7}, "data": {"labeled_frames": 3}, "best_val_pr_auc": 0.5})
+    result = run_cli("export", "--project", str(project), "--version", "3", "--threshold", "black_hole=0.65",
+                     "--set", "export.exporter=torchscript", "--json", str(tmp_path / "report.json"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["package"] == str(project / "packages" / "detector-3") and report["parity"]["passed"]
+    manifest = load_manifest(project / "packages" / "detector-3")
+    assert manifest.thresholds == {"missing_texture": 0.4, "black_hole": 0.65}
+    assert (manifest.input.height, manifest.input.width) == (144, 192)
+    assert manifest.raw["training_data"] == {"labeled_frames": 3} and manifest.raw["metrics"]["best_val_pr_auc"] == 0.5
+
+    bad = run_cli("export", "--project", str(project), "--threshold", "black_hole")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "expected BUG_TYPE=PROBABILITY" in bad.stderr

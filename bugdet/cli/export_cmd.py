@@ -26,22 +26,38 @@ def _parse_thresholds(items: List[str]) -> dict[str, float]:
 
 
 def load_checkpoint(path: Path) -> tuple[object, dict]:
-    """A checkpoint is a pickled detector module, or a dict holding one under ``model`` plus
-    optional ``thresholds``, ``metrics`` and ``training_data`` that go into the manifest."""
+    """The detector and the checkpoint's extras (thresholds, metrics, training data summary).
+
+    Reads the training stage's checkpoints (``bugdet.detector/1``), or any pickled detector module
+    / dict holding one under ``model``, so a detector trained outside bugdet can be packaged too.
+    """
     import torch
 
+    from bugdet.detect.model import CHECKPOINT_FORMAT, load_checkpoint as load_trained
+
     if not path.is_file():
-        raise InputError(f"{path}: no such detector checkpoint (train one first, or pass --checkpoint)")
+        raise InputError(f"{path}: no such detector checkpoint (run `bugdet train` first, or pass --checkpoint)")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file to the user
         raise InputError(f"{path}: not a readable torch checkpoint: {exc}") from None
+    if isinstance(loaded, dict) and loaded.get("format") == CHECKPOINT_FORMAT:
+        detector, payload = load_trained(path)
+        metrics = {k: payload[k] for k in ("best_val_pr_auc", "best_epoch", "calibrated") if k in payload}
+        return detector, {"thresholds": payload.get("thresholds"), "training_data": payload.get("data"), "metrics": metrics}
     if isinstance(loaded, dict):
         model = loaded.get("model") or loaded.get("detector")
         if model is None:
             raise InputError(f"{path}: checkpoint dict has no 'model' entry")
         return model, loaded
     return loaded, {}
+
+
+def newest_checkpoint(project_root: Path) -> Path:
+    candidates = sorted((project_root / "models").glob("*/detector.pt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise InputError(f"{project_root}: no trained detector under models/*/detector.pt (run `bugdet train`, or pass --checkpoint)")
+    return candidates[-1]
 
 
 def export(
@@ -61,7 +77,7 @@ def export(
 
     project = open_project(project_dir, overrides)
     cfg = project.config.export
-    model, extras = load_checkpoint(checkpoint or project.root / cfg.checkpoint)
+    model, extras = load_checkpoint(checkpoint or (project.root / cfg.checkpoint if cfg.checkpoint else newest_checkpoint(project.root)))
     conn = project.connect()
     try:
         rows = list(iter_frames(conn, split="val"))[: cfg.calibration_frames]
