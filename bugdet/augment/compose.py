@@ -1,0 +1,182 @@
+"""Compositing primitives shared by every objective.
+
+A pasted region is a :class:`Layer`: colour and alpha for a rectangle of the target (its ROI),
+so a 320x240 pair costs a few small array operations instead of full-frame passes. The random
+*appearance* of a paste (scale, feathered edge, slight blur, lighting matched to the target,
+colour jitter, sensor noise) is decided once per pair and applied to the layer before the
+positive and the negative are composed from it: both carry exactly the same paste artefacts,
+so a model cannot separate them by looking for paste seams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from bugdet.augment.base import SourceMask, UnusableTarget
+
+# Rec. 601 luma weights: the "lighting" of a region is its mean luma.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class AppearanceParams:
+    """Ranges of the random appearance of a paste (uniform draws)."""
+
+    feather_sigma: tuple[float, float] = (0.4, 1.6)  # px, inward edge softening
+    blur_prob: float = 0.5
+    blur_sigma: tuple[float, float] = (0.3, 0.9)  # px, slight defocus of the pasted texture
+    light_match: tuple[float, float] = (0.3, 0.9)  # 0 = keep source lighting, 1 = target's mean luma
+    brightness: tuple[float, float] = (0.85, 1.15)
+    contrast: tuple[float, float] = (0.85, 1.15)
+    channel_jitter: float = 0.05  # per-channel gain in 1 +/- this
+    noise_sigma: tuple[float, float] = (0.0, 2.5)  # grey levels of Gaussian sensor noise
+
+
+@dataclass
+class Appearance:
+    """One drawn appearance (kept in ``Sample.meta`` so a sheet can show what was done)."""
+
+    feather_sigma: float
+    blur_sigma: float
+    light_match: float
+    brightness: float
+    contrast: float
+    channel_gain: tuple[float, float, float]
+    noise_sigma: float
+
+    @classmethod
+    def draw(cls, p: AppearanceParams, rng: np.random.Generator) -> "Appearance":
+        blur = float(rng.uniform(*p.blur_sigma)) if rng.random() < p.blur_prob else 0.0
+        gains = 1.0 + rng.uniform(-p.channel_jitter, p.channel_jitter, size=3)
+        return cls(
+            feather_sigma=float(rng.uniform(*p.feather_sigma)),
+            blur_sigma=blur,
+            light_match=float(rng.uniform(*p.light_match)),
+            brightness=float(rng.uniform(*p.brightness)),
+            contrast=float(rng.uniform(*p.contrast)),
+            channel_gain=tuple(float(g) for g in gains),
+            noise_sigma=float(rng.uniform(*p.noise_sigma)),
+        )
+
+    def to_meta(self) -> dict[str, Any]:
+        return {k: (round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v]) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Layer:
+    """Colour and alpha of a paste over the rectangle ``[y0:y1, x0:x1]`` of the target."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    rgb: np.ndarray  # float32 (y1-y0)x(x1-x0)x3
+    alpha: np.ndarray  # float32 (y1-y0)x(x1-x0) in [0, 1]
+
+    @property
+    def roi(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+    def full_alpha(self, shape: tuple[int, int]) -> np.ndarray:
+        out = np.zeros(shape, dtype=np.float32)
+        out[self.roi] = self.alpha
+        return out
+
+    def composite(self, image: np.ndarray, alpha: np.ndarray | None = None, rgb: np.ndarray | None = None) -> np.ndarray:
+        """``image`` with this layer blended on top (optionally with another ROI alpha or colour)."""
+        a = self.alpha if alpha is None else alpha
+        c = self.rgb if rgb is None else rgb
+        out = image.copy()
+        roi = out[self.roi].astype(np.float32)
+        blended = roi + a[..., None] * (c - roi)
+        out[self.roi] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        return out
+
+
+def fill_outside(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Colour outside the alpha replaced by the region's mean, so resizing and blurring never
+    bleed the crop's neutral background into the region's edge."""
+    inside = alpha > 0.5
+    out = rgb.astype(np.float32, copy=True)
+    if inside.any() and not inside.all():
+        out[~inside] = out[inside].mean(axis=0)
+    return out
+
+
+def resized_source(source: SourceMask, scale_xy: tuple[float, float], flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Source colour (float32, background filled) and alpha (float32) resized by ``scale_xy``."""
+    alpha = source.alpha_float()
+    rgb = fill_outside(source.rgb, alpha)
+    h, w = alpha.shape
+    nw, nh = max(1, int(round(w * scale_xy[0]))), max(1, int(round(h * scale_xy[1])))
+    interp = cv2.INTER_AREA if nw * nh < w * h else cv2.INTER_LINEAR
+    rgb = cv2.resize(rgb, (nw, nh), interpolation=interp)
+    alpha = cv2.resize(alpha, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    if rgb.ndim == 2:
+        rgb = rgb[..., None]
+    if flip:
+        rgb, alpha = rgb[:, ::-1], alpha[:, ::-1]
+    return np.ascontiguousarray(rgb), np.ascontiguousarray(alpha)
+
+
+def clip_to_canvas(
+    rgb: np.ndarray, alpha: np.ndarray, x: int, y: int, shape: tuple[int, int]
+) -> Layer | None:
+    """Place an array with its top-left corner at (x, y); None when nothing lands on the canvas."""
+    H, W = shape
+    h, w = alpha.shape
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    sy, sx = slice(y0 - y, y1 - y), slice(x0 - x, x1 - x)
+    return Layer(y0, y1, x0, x1, np.ascontiguousarray(rgb[sy, sx]), np.ascontiguousarray(alpha[sy, sx]))
+
+
+def feather(alpha: np.ndarray, sigma: float) -> np.ndarray:
+    """Soften the edge inward only: the alpha never grows beyond the original region, so the
+    feathered paste shows no halo of whatever surrounded the source."""
+    if sigma <= 0:
+        return alpha
+    return cv2.GaussianBlur(alpha, (0, 0), sigma) * alpha
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb.astype(np.float32) @ _LUMA
+
+
+def apply_appearance(layer: Layer, target: np.ndarray, look: Appearance, rng: np.random.Generator) -> Layer:
+    """Light-match, jitter, blur, noise and feather ``layer`` in place against ``target``'s ROI."""
+    rgb = layer.rgb
+    inside = layer.alpha > 0.5
+    if not inside.any():
+        inside = layer.alpha > 0
+    src_mean = float(luma(rgb[inside]).mean()) if inside.any() else 128.0
+    tgt_mean = float(luma(target[layer.roi].reshape(-1, 3)).mean())
+    # Move the source's mean luma toward the target's: pasted geometry should look lit by the
+    # target scene, or brightness alone would give the paste away.
+    want = src_mean + look.light_match * (tgt_mean - src_mean)
+    gain = (want / max(src_mean, 1.0)) * look.brightness
+    rgb = (rgb - src_mean) * look.contrast + src_mean
+    rgb = rgb * (gain * np.asarray(look.channel_gain, dtype=np.float32))
+    if look.blur_sigma > 0:
+        rgb = cv2.GaussianBlur(rgb, (0, 0), look.blur_sigma)
+    if look.noise_sigma > 0:
+        rgb = rgb + rng.normal(0.0, look.noise_sigma, size=rgb.shape).astype(np.float32)
+    layer.rgb = np.clip(rgb, 0, 255).astype(np.float32)
+    layer.alpha = feather(layer.alpha, look.feather_sigma)
+    return layer
+
+
+def choose_source(sources, rng: np.random.Generator) -> tuple[int, SourceMask]:
+    if len(sources) == 0:
+        raise UnusableTarget("no source masks to paste (the mask bank is empty)")
+    i = int(rng.integers(len(sources)))
+    return i, sources[i]
+
+
+def source_meta(source: SourceMask) -> dict[str, Any]:
+    return {"source_mask_id": source.mask_id, "source_frame_id": source.frame_id, "source_label": source.label}

@@ -1,0 +1,129 @@
+"""First-person player clipping (FPPC): world geometry in front of the gun.
+
+Positive: a source region composited *over* the target's weapon (viewmodel) so that it hides a
+good part of it, as when a wrongly set collision mesh lets the camera's near geometry poke
+through the gun. Negative: the very same layer (same source, placement, scale, lighting, blur,
+feathering, noise) composited *behind* the weapon: every weapon pixel keeps the target's value.
+Outside the weapon the two images are identical, so the only cue left is the occlusion order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from bugdet.augment.base import Objective, Sample, SourceMask, TargetFrame, UnusableTarget, register_objective
+from bugdet.augment.compose import (
+    Appearance,
+    AppearanceParams,
+    apply_appearance,
+    choose_source,
+    clip_to_canvas,
+    resized_source,
+    source_meta,
+)
+
+
+@dataclass(frozen=True)
+class FPPCParams:
+    """Placement of the source relative to the weapon, and the paste's appearance."""
+
+    relative_size: tuple[float, float] = (0.6, 1.6)  # source's longer side / weapon box's longer side
+    aspect_jitter: float = 0.2  # independent x/y scale change, 1 +/- this
+    min_cover: float = 0.15  # fraction of weapon pixels the paste must hide (positive)
+    min_outside: float = 0.25  # fraction of the paste that must lie outside the weapon (negative shows it)
+    placement_tries: int = 12
+    flip_prob: float = 0.5
+    min_weapon_pixels: int = 50
+    cover_alpha: float = 0.25  # alpha above which a weapon pixel counts as covered (the bug mask)
+    appearance: AppearanceParams = field(default_factory=AppearanceParams)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.appearance, dict):
+            object.__setattr__(self, "appearance", AppearanceParams(**self.appearance))
+        if not 0 < self.relative_size[0] <= self.relative_size[1]:
+            raise ValueError("relative_size must be (low, high) with 0 < low <= high")
+        if not 0 <= self.min_cover < 1 or not 0 <= self.min_outside < 1:
+            raise ValueError("min_cover and min_outside must be in [0, 1)")
+
+
+@register_objective("fppc", FPPCParams)
+class FPPCObjective(Objective):
+    needs_weapon = True
+
+    def __init__(self, params: FPPCParams):
+        self.params = params
+
+    def make_pair(
+        self, target: TargetFrame, sources: Sequence[SourceMask], rng: np.random.Generator
+    ) -> tuple[Sample, Sample]:
+        p = self.params
+        weapon = target.weapon_mask
+        if weapon is None:
+            raise UnusableTarget(f"frame {target.frame_id}: no weapon mask (FPPC needs the viewmodel's pixels)")
+        weapon = np.asarray(weapon, dtype=bool)
+        ys, xs = np.nonzero(weapon)
+        if xs.size < p.min_weapon_pixels:
+            raise UnusableTarget(f"frame {target.frame_id}: weapon too small ({xs.size} px) for FPPC")
+        H, W = weapon.shape
+        index, source = choose_source(sources, rng)
+        weapon_extent = max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+        sh, sw = source.alpha.shape
+        longest = max(int(rng.uniform(*p.relative_size) * weapon_extent), 12)
+        longest = min(longest, int(0.9 * max(H, W)))
+        base = longest / max(sh, sw)
+        jit = rng.uniform(1 - p.aspect_jitter, 1 + p.aspect_jitter, size=2)
+        scale = (float(base * jit[0]), float(base * jit[1]))
+        flip = bool(rng.random() < p.flip_prob)
+        rgb, alpha = resized_source(source, scale, flip)
+        h, w = alpha.shape
+
+        best = None
+        for attempt in range(p.placement_tries):
+            # Anchor on a random weapon pixel so the paste lands on the gun, then offset it so
+            # the source does not always centre on the weapon.
+            k = int(rng.integers(xs.size))
+            cx = xs[k] + rng.uniform(-0.35, 0.35) * w
+            cy = ys[k] + rng.uniform(-0.35, 0.35) * h
+            x, y = int(round(cx - w / 2)), int(round(cy - h / 2))
+            layer = clip_to_canvas(rgb, alpha, x, y, (H, W))
+            if layer is None:
+                continue
+            solid = layer.alpha > 0.5
+            area = int(solid.sum())
+            if area == 0:
+                continue
+            hit = int((solid & weapon[layer.roi]).sum())
+            cover, outside = hit / xs.size, (area - hit) / area
+            score = min(cover / max(p.min_cover, 1e-6), 1.0) + min(outside / max(p.min_outside, 1e-6), 1.0)
+            if best is None or score > best[0]:
+                best = (score, layer, x, y, cover, outside, attempt)
+            if cover >= p.min_cover and outside >= p.min_outside:
+                break
+        if best is None or best[4] == 0:
+            raise UnusableTarget(f"frame {target.frame_id}: could not place source {source.mask_id} over the weapon")
+        _, layer, x, y, cover, outside, attempt = best
+
+        look = Appearance.draw(p.appearance, rng)
+        layer = apply_appearance(layer, target.rgb, look, rng)
+        behind = layer.alpha * ~weapon[layer.roi]  # weapon pixels stay on top in the negative
+        positive = layer.composite(target.rgb)
+        negative = layer.composite(target.rgb, alpha=behind)
+        bug = np.zeros((H, W), dtype=bool)
+        bug[layer.roi] = weapon[layer.roi] & (layer.alpha > p.cover_alpha)
+        meta = {
+            **source_meta(source),
+            "source_index": index,
+            "target_frame_id": target.frame_id,
+            "x": x,
+            "y": y,
+            "scale": [round(s, 4) for s in scale],
+            "flip": flip,
+            "weapon_cover": round(float(bug.sum()) / xs.size, 4),
+            "outside_fraction": round(outside, 4),
+            "placement_attempt": attempt,
+            "appearance": look.to_meta(),
+        }
+        return self._samples(positive, negative, bug, meta)
