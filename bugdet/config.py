@@ -22,6 +22,7 @@ from bugdet.segment.config import SegmentConfig
 from bugdet.export.config import ExportConfig
 from bugdet.cluster.config import FilterConfig
 from bugdet.detect.config import DetectConfig
+from bugdet.augment.config import AugmentConfig
 
 CONFIG_FILENAME = "bugdet.yaml"
 
@@ -36,6 +37,7 @@ class ProjectConfig(Section):
     export: ExportConfig = Field(default_factory=ExportConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
     detect: DetectConfig = Field(default_factory=DetectConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
 
 def _format_validation_error(source: str, err: ValidationError) -> str:

@@ -57,6 +57,7 @@ class SourceMask:
     label: str | None = None
     mask_id: int | None = None
     frame_id: int | None = None
+    weight: float = 1.0  # sampling weight (the mask bank's cluster balancing); relative to the others
 
     def alpha_float(self) -> np.ndarray:
         a = np.asarray(self.alpha)

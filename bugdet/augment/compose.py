@@ -174,7 +174,14 @@ def apply_appearance(layer: Layer, target: np.ndarray, look: Appearance, rng: np
 def choose_source(sources, rng: np.random.Generator) -> tuple[int, SourceMask]:
     if len(sources) == 0:
         raise UnusableTarget("no source masks to paste (the mask bank is empty)")
-    i = int(rng.integers(len(sources)))
+    weights = np.fromiter((s.weight for s in sources), dtype=np.float64, count=len(sources))
+    if np.all(weights == weights[0]) or not np.all(np.isfinite(weights)) or weights.sum() <= 0:
+        i = int(rng.integers(len(sources)))
+    else:
+        # The bank's weights give every cluster the same share, so omnipresent grass does not
+        # dominate what gets pasted.
+        i = int(np.searchsorted(np.cumsum(weights), rng.random() * weights.sum(), side="right"))
+        i = min(i, len(sources) - 1)
     return i, sources[i]
 
 
