@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "bugdet.cli.playtest_cmd",
     "bugdet.cli.export_cmd",
     "bugdet.cli.segment_cmd",
+    "bugdet.cli.filter_cmd",
+    "bugdet.cli.augment_cmd",
     "bugdet.cli.bench_cmd",  # keep last: benchmarks appear after the pipeline's commands
 )
 

@@ -13,6 +13,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "bugdet.segment.bench_cmd",
     "bugdet.playtest.bench",
     "bugdet.cluster.bench",
+    "bugdet.export.bench_service",
 )
 
 bench_app = typer.Typer(help="Benchmarks; each writes its measurements as JSON (--json PATH).", no_args_is_help=True)
