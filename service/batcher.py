@@ -7,6 +7,11 @@ delay is 0: under load the queue refills while the model runs, so batches grow b
 a lone request pays no delay at all (that is what keeps gRPC latency at batch 1 close to plain
 onnxruntime).
 
+When the batcher is idle (nothing queued, no batch running) and no batching window is configured,
+:meth:`run` executes the caller's frames on the caller's own thread: a lone request then costs no
+thread hand-off at all. The ``_running`` lock makes that and the worker's batches mutually
+exclusive, so the model never runs twice at once (which would only split the cores).
+
 The queue is bounded in frames. A unary request that finds it full is refused at once
 (:class:`QueueFull` -> RESOURCE_EXHAUSTED) instead of waiting unboundedly; a stream waits for
 room, which is its flow control. Items whose deadline has passed are dropped before inference.
@@ -54,6 +59,7 @@ class DynamicBatcher:
         self._queued_frames = 0
         self._cond = threading.Condition()
         self._stopping = False
+        self._running = threading.Lock()  # held while a batch (worker's or inline) is inferring
         self._worker = threading.Thread(target=self._loop, name="bugdet-batcher", daemon=True)
         self._worker.start()
 
@@ -80,6 +86,32 @@ class DynamicBatcher:
             self.metrics.queue_depth.set(self._queued_frames)
             self._cond.notify_all()
         return item.future
+
+    def run(self, model: LoadedModel, frames: np.ndarray, deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Submit and wait for the result; inline on this thread when the batcher is idle."""
+        if self.max_delay == 0 and not self._queue and self._running.acquire(blocking=False):
+            try:
+                if not self._queue:  # nothing slipped in: this request is alone
+                    return self._infer(model, frames)
+            finally:
+                self._running.release()
+                with self._cond:
+                    if self._queue:
+                        self._cond.notify_all()
+        future = self.submit(model, frames, deadline)
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            return future.result(timeout=timeout)
+        except BaseException:
+            future.cancel()
+            raise
+
+    def _infer(self, model: LoadedModel, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        started = time.perf_counter()
+        scores, heatmaps = model.run(frames)
+        self.metrics.inference_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_size.observe(len(frames))
+        return scores, heatmaps
 
     def stop(self) -> None:
         with self._cond:
@@ -115,33 +147,37 @@ class DynamicBatcher:
 
     def _loop(self) -> None:
         while True:
-            batch = self._take_batch()
-            if not batch:
-                return
-            now = time.monotonic()
-            live = []
-            for item in batch:
-                if item.future.cancelled():
-                    continue
-                if item.deadline is not None and item.deadline <= now:
-                    item.future.set_exception(DeadlineExceeded("deadline passed while queued"))
-                else:
-                    live.append(item)
-            if not live:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+            with self._running:
+                batch = self._take_batch()
+                if not batch:
+                    return
+                self._run_batch(batch)
+
+    def _run_batch(self, batch: list[_Item]) -> None:
+        now = time.monotonic()
+        live = []
+        for item in batch:
+            if item.future.cancelled():
                 continue
-            model = live[0].model
-            frames = live[0].frames if len(live) == 1 else np.concatenate([i.frames for i in live])
-            try:
-                started = time.perf_counter()
-                scores, heatmaps = model.run(frames)
-                self.metrics.inference_seconds.observe(time.perf_counter() - started)
-                self.metrics.batch_size.observe(len(frames))
-            except Exception as exc:  # noqa: BLE001 - one failed batch must not kill the worker
-                for item in live:
-                    item.future.set_exception(exc)
-                continue
-            start = 0
+            if item.deadline is not None and item.deadline <= now:
+                item.future.set_exception(DeadlineExceeded("deadline passed while queued"))
+            else:
+                live.append(item)
+        if not live:
+            return
+        model = live[0].model
+        frames = live[0].frames if len(live) == 1 else np.concatenate([i.frames for i in live])
+        try:
+            scores, heatmaps = self._infer(model, frames)
+        except Exception as exc:  # noqa: BLE001 - one failed batch must not kill the worker
             for item in live:
-                end = start + len(item.frames)
-                item.future.set_result((scores[start:end], heatmaps[start:end]))
-                start = end
+                item.future.set_exception(exc)
+            return
+        start = 0
+        for item in live:
+            end = start + len(item.frames)
+            item.future.set_result((scores[start:end], heatmaps[start:end]))
+            start = end

@@ -41,43 +41,36 @@ def frame_pixels(frame, pb, model: LoadedModel, max_frame_bytes: int, what: str)
 
 
 def run_frames(batcher: DynamicBatcher, model: LoadedModel, frames: np.ndarray, deadline: float | None):
-    """Submit and wait; raises QueueFull / DeadlineExceeded / TimeoutError for the caller to map."""
-    future = batcher.submit(model, frames, deadline)
-    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-    try:
-        return future.result(timeout=timeout)
-    except BaseException:
-        future.cancel()
-        raise
+    """Infer and wait; raises QueueFull / DeadlineExceeded / TimeoutError for the caller to map."""
+    return batcher.run(model, frames, deadline)
 
 
-def heatmap_box(heatmap: np.ndarray) -> tuple[float, float, float, float]:
-    """Normalised box around the heatmap cells at or above half the peak (the bug's extent)."""
-    mask = heatmap >= 0.5 * float(heatmap.max())
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    h, w = heatmap.shape
-    return cols[0] / w, rows[0] / h, (cols[-1] + 1) / w, (rows[-1] + 1) / h
+def heatmap_boxes(heatmaps: np.ndarray) -> np.ndarray:
+    """Normalised boxes [T, 4] (x_min, y_min, x_max, y_max) around the cells of each map at or
+    above half its peak: the bug's extent. Vectorised over types (this runs once per frame)."""
+    t, h, w = heatmaps.shape
+    mask = heatmaps >= 0.5 * heatmaps.reshape(t, -1).max(axis=1)[:, None, None]
+    rows, cols = mask.any(axis=2), mask.any(axis=1)
+    y0, x0 = rows.argmax(axis=1), cols.argmax(axis=1)
+    y1, x1 = h - rows[:, ::-1].argmax(axis=1), w - cols[:, ::-1].argmax(axis=1)
+    return np.stack([x0 / w, y0 / h, x1 / w, y1 / h], axis=1)
 
 
 def fill_result(result, pb, model: LoadedModel, scores: np.ndarray, heatmaps: np.ndarray, include_heatmaps: bool) -> None:
     """Fill a bugdet.v1 FrameResult from one frame's model output."""
     manifest = model.manifest
-    any_bug = False
+    flags = [float(score) >= manifest.thresholds[bug] for bug, score in zip(manifest.bug_types, scores)]
+    boxes = heatmap_boxes(heatmaps).tolist() if any(flags) else None
     for index, bug in enumerate(manifest.bug_types):
-        score = float(scores[index])
-        threshold = manifest.thresholds[bug]
-        is_bug = score >= threshold
-        any_bug |= is_bug
-        entry = result.scores.add(bug_type=bug, score=score, is_bug=is_bug, threshold=threshold)
-        if is_bug:
-            x0, y0, x1, y1 = heatmap_box(heatmaps[index])
+        entry = result.scores.add(bug_type=bug, score=float(scores[index]), is_bug=flags[index], threshold=manifest.thresholds[bug])
+        if flags[index]:
+            x0, y0, x1, y1 = boxes[index]
             entry.box.x_min, entry.box.y_min, entry.box.x_max, entry.box.y_max = x0, y0, x1, y1
         if include_heatmaps:
             hm = heatmaps[index]
             entry.heatmap.height, entry.heatmap.width = hm.shape
             entry.heatmap.data = np.clip(np.rint(hm * 255.0), 0, 255).astype(np.uint8).tobytes()
-    result.is_bug = any_bug
+    result.is_bug = any(flags)
     result.model_name = manifest.name
     result.model_version = manifest.version
     result.server_time.GetCurrentTime()
