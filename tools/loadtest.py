@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Load test for the bugdet detection service: latency table over concurrency levels.
+
+    python tools/loadtest.py --models packages/                # spawns `python -m service` itself
+    python tools/loadtest.py --target 127.0.0.1:50051 --concurrency 1,8,64 --formats raw,jpeg
+
+For each frame format (raw RGB8 at the model's input size, JPEG q90 at 2x that size, so the
+server decodes and resizes) and each concurrency level, N client threads send unary ``Detect``
+calls of one frame for ``--seconds`` (and at most ``--max-requests``). Prints p50 / p95 / p99
+latency, throughput and errors per row. Only loopback targets are accepted: this tool must never
+load anything but a server on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from service.client import DetectionClient, SpawnedServer, encoded_frame, raw_frame  # noqa: E402
+
+
+def loopback_only(target: str) -> str:
+    host = target.rsplit(":", 1)[0].strip("[]")
+    if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+        raise SystemExit(f"refusing to load {target}: only loopback addresses (127.0.0.0/8, ::1, localhost) are allowed")
+    return target
+
+
+def synthetic_frames(n: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
+    """Smooth colour fields with blocks: compress like game frames (noise would not)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(n):
+        y, x = np.mgrid[0:height, 0:width]
+        base = np.stack([(x * 255 / width), (y * 255 / height), np.full_like(x, rng.integers(0, 255))], -1)
+        frame = base.astype(np.uint8)
+        for _ in range(6):
+            bx, by = int(rng.integers(0, width - 8)), int(rng.integers(0, height - 8))
+            frame[by : by + height // 6, bx : bx + width // 6] = rng.integers(0, 255, 3)
+        frames.append(frame)
+    return frames
+
+
+def run_level(client: DetectionClient, requests: list, concurrency: int, seconds: float, max_requests: int) -> dict:
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+    issued = [0]
+
+    def worker(k: int) -> None:
+        i = k
+        while time.monotonic() < stop_at:
+            with lock:
+                if issued[0] >= max_requests:
+                    return
+                issued[0] += 1
+            started = time.perf_counter()
+            try:
+                client.detect([requests[i % len(requests)]])
+                with lock:
+                    latencies.append((time.perf_counter() - started) * 1000)
+            except Exception as exc:  # noqa: BLE001 - counted and reported, the run goes on
+                with lock:
+                    errors.append(type(exc).__name__ + ": " + str(getattr(exc, "code", lambda: "")()))
+            i += concurrency
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    q = (lambda p: float(np.percentile(latencies, p))) if latencies else (lambda p: float("nan"))
+    return {"concurrency": concurrency, "requests": len(latencies), "errors": len(errors), "p50_ms": q(50),
+            "p95_ms": q(95), "p99_ms": q(99), "fps": len(latencies) / elapsed, "first_error": errors[0] if errors else ""}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--target", help="host:port of a running service (loopback only)")
+    where.add_argument("--models", type=Path, help="models directory: spawn a server on an ephemeral loopback port")
+    parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client thread counts (1..64)")
+    parser.add_argument("--formats", default="raw,jpeg", help="raw and/or jpeg")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each row")
+    parser.add_argument("--max-requests", type=int, default=5000, help="cap on requests per row")
+    parser.add_argument("--token", help="bearer token, if the server requires one")
+    parser.add_argument("--server-flag", action="append", default=[], help="extra flag for the spawned server (repeatable)")
+    args = parser.parse_args(argv)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    if any(not 1 <= c <= 64 for c in levels):
+        parser.error("concurrency levels must be within 1..64")
+    spawned = SpawnedServer(str(args.models), *args.server_flag).__enter__() if args.models else None
+    try:
+        target = loopback_only(spawned.address if spawned else args.target)
+        client = DetectionClient(target, token=args.token, timeout=30)
+        info = client.info()
+        h, w = info.input_height, info.input_width
+        print(f"model {info.name}-{info.version} ({info.execution_provider}, max batch {info.max_batch_size}) at {target}")
+        print(f"{'format':<6} {'conc':>4} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'frames/s':>9}")
+        for fmt in args.formats.split(","):
+            if fmt == "raw":
+                requests = [raw_frame(f, str(i)) for i, f in enumerate(synthetic_frames(16, h, w))]
+            elif fmt == "jpeg":
+                requests = [encoded_frame(f, str(i)) for i, f in enumerate(synthetic_frames(16, h * 2, w * 2))]
+            else:
+                parser.error(f"unknown format {fmt!r}")
+            client.detect(requests[:1])
+            for level in levels:
+                row = run_level(client, requests, level, args.seconds, args.max_requests)
+                print(f"{fmt:<6} {level:>4} {row['requests']:>8} {row['errors']:>6} {row['p50_ms']:>8.2f} {row['p95_ms']:>8.2f} "
+                      f"{row['p99_ms']:>8.2f} {row['fps']:>9.1f}" + (f"  first error: {row['first_error']}" if row["errors"] else ""))
+        client.close()
+    finally:
+        if spawned:
+            spawned.__exit__()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
