@@ -58,6 +58,7 @@ class SourceMask:
     mask_id: int | None = None
     frame_id: int | None = None
     weight: float = 1.0  # sampling weight (the mask bank's cluster balancing); relative to the others
+    box: tuple[int, int, int, int] | None = None  # (x, y, w, h) of the crop in its frame
 
     def alpha_float(self) -> np.ndarray:
         a = np.asarray(self.alpha)

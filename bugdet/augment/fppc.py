@@ -34,9 +34,9 @@ class FPPCParams:
     aspect_jitter: float = 0.2  # independent x/y scale change, 1 +/- this
     min_cover: float = 0.15  # fraction of weapon pixels the paste must hide (positive)
     min_outside: float = 0.25  # fraction of the paste that must lie outside the weapon (negative shows it)
-    placement_tries: int = 12
+    placement_tries: int = 16
     flip_prob: float = 0.5
-    min_weapon_pixels: int = 50
+    min_weapon_fraction: float = 0.004  # of the frame: a gun lowered almost out of view is no target
     cover_alpha: float = 0.25  # alpha above which a weapon pixel counts as covered (the bug mask)
     appearance: AppearanceParams = field(default_factory=AppearanceParams)
 
@@ -65,7 +65,7 @@ class FPPCObjective(Objective):
             raise UnusableTarget(f"frame {target.frame_id}: no weapon mask (FPPC needs the viewmodel's pixels)")
         weapon = np.asarray(weapon, dtype=bool)
         ys, xs = np.nonzero(weapon)
-        if xs.size < p.min_weapon_pixels:
+        if xs.size < max(20, p.min_weapon_fraction * weapon.size):
             raise UnusableTarget(f"frame {target.frame_id}: weapon too small ({xs.size} px) for FPPC")
         H, W = weapon.shape
         index, source = choose_source(sources, rng)
@@ -77,11 +77,14 @@ class FPPCObjective(Objective):
         jit = rng.uniform(1 - p.aspect_jitter, 1 + p.aspect_jitter, size=2)
         scale = (float(base * jit[0]), float(base * jit[1]))
         flip = bool(rng.random() < p.flip_prob)
-        rgb, alpha = resized_source(source, scale, flip)
-        h, w = alpha.shape
-
         best = None
+        rgb, alpha = resized_source(source, scale, flip)
         for attempt in range(p.placement_tries):
+            if attempt and attempt % 4 == 0 and best is not None and best[4] < p.min_cover:
+                # Thin or holey sources cannot hide enough of the gun at this size: grow them.
+                scale = (scale[0] * 1.35, scale[1] * 1.35)
+                rgb, alpha = resized_source(source, scale, flip)
+            h, w = alpha.shape
             # Anchor on a random weapon pixel so the paste lands on the gun, then offset it so
             # the source does not always centre on the weapon.
             k = int(rng.integers(xs.size))
@@ -99,12 +102,12 @@ class FPPCObjective(Objective):
             cover, outside = hit / xs.size, (area - hit) / area
             score = min(cover / max(p.min_cover, 1e-6), 1.0) + min(outside / max(p.min_outside, 1e-6), 1.0)
             if best is None or score > best[0]:
-                best = (score, layer, x, y, cover, outside, attempt)
+                best = (score, layer, x, y, cover, outside, attempt, scale)
             if cover >= p.min_cover and outside >= p.min_outside:
                 break
         if best is None or best[4] == 0:
             raise UnusableTarget(f"frame {target.frame_id}: could not place source {source.mask_id} over the weapon")
-        _, layer, x, y, cover, outside, attempt = best
+        _, layer, x, y, cover, outside, attempt, scale = best
 
         look = Appearance.draw(p.appearance, rng)
         layer = apply_appearance(layer, target.rgb, look, rng)

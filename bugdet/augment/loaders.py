@@ -249,7 +249,7 @@ def load_sources(
             weight = float(rec.meta.get("bank_weight", 1.0))
             out.append(SourceMask(
                 rgb=rgb[y:y + h, x:x + w].copy(), alpha=mask[y:y + h, x:x + w].copy(), label=rec.label,
-                mask_id=rec.id, frame_id=frame_id, weight=weight,
+                mask_id=rec.id, frame_id=frame_id, weight=weight, box=(x, y, w, h),
             ))
     out.sort(key=lambda s: s.mask_id or 0)
     log.info("%d source masks from %s (%d skipped: mostly weapon)", len(out), "the mask bank" if origin == "bank" else "all masks", skipped_weapon)

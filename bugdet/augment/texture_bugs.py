@@ -42,6 +42,9 @@ class RegionParams:
     texture_source: Literal["source", "target"] = "source"
     min_region_pixels: int = 64
     placement_tries: int = 8
+    # Mean |bug - benign| (grey levels) the artefact must reach inside the region: a low-res or
+    # stretched flat texture looks unchanged, and a positive nobody could see is label noise.
+    min_change: float = 6.0
     appearance: AppearanceParams = field(default_factory=AppearanceParams)
 
     def __post_init__(self) -> None:
@@ -111,6 +114,11 @@ class RegionObjective(Objective):
         layer = region.layer
         benign = layer.rgb
         broken, art_meta = self.break_texture(benign, layer, target, sources, rng)
+        inside = layer.alpha > 0.5
+        change = float(np.abs(broken[inside] - benign[inside]).mean()) if inside.any() else 0.0
+        if change < self.params.min_change:
+            raise UnusableTarget(f"{self.bug_type}: artefact invisible on this texture (mean change {change:.1f})")
+        art_meta["mean_change"] = round(change, 2)
         positive = layer.composite(target.rgb, rgb=broken)
         negative = layer.composite(target.rgb, rgb=benign)
         bug = np.zeros(target.rgb.shape[:2], dtype=bool)

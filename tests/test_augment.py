@@ -1,0 +1,217 @@
+"""Objectives on real playtest-world frames: occlusion order for FPPC, matched pairs for the
+texture and frame bugs, determinism, the loaders' bank/weapon handling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bugdet.augment import OBJECTIVES, SourceMask, TargetFrame, UnusableTarget, build_objective
+from bugdet.augment.base import registered
+from bugdet.augment.generate import draw_pair, pair_rng, usable_targets
+from bugdet.augment.loaders import load_sources, load_targets
+from bugdet.errors import ConfigError
+from bugdet.imageio import read_ids
+from bugdet.ingest.ingester import ingest
+from bugdet.playtest.recorder import record
+from bugdet.playtest.session import PlaytestSpec
+from bugdet.playtest.world import WEAPON_ID
+from bugdet.project import Project
+from bugdet.segment.masks import MaskRecord, ensure_masks_schema, insert_masks
+from bugdet.store.database import transaction
+from bugdet.store.frames import iter_frames
+
+TEXTURE_BUGS = ("missing_texture", "low_res_texture", "stretched_texture", "z_fighting")
+
+
+def playtest_project(root: Path, scene: str, seed: int, frames: int, stride: int = 1) -> Project:
+    """Record a clean playtest session and ingest it (every ``stride``-th frame)."""
+    session = root / f"session-{scene}-{seed}"
+    record(PlaytestSpec(scene=scene, seed=seed, frames=frames), session)
+    Project.init(root / "project")
+    project = Project.open(root / "project", [f"ingest.stride={stride}"])
+    report = ingest(project, [session])
+    assert report.frames_added > 0
+    return project
+
+
+def add_object_masks(project: Project, every: int = 8, min_area: int = 150) -> int:
+    """Source masks from the engine's object-ID maps (one mask per visible object, the weapon
+    included so the loaders must drop it), like the segment stage's engine backend."""
+    conn = project.connect()
+    ensure_masks_schema(conn)
+    records = []
+    rows = list(iter_frames(conn))
+    for row in rows[::every]:
+        ids = read_ids(project.root / row.aux["ids"])
+        legend = row.aux.get("objects", {})
+        for oid in np.unique(ids):
+            mask = ids == oid
+            if oid == 0 or mask.sum() < min_area:
+                continue
+            name = "weapon" if oid == WEAPON_ID else legend.get(str(oid), {}).get("name", str(oid))
+            records.append(MaskRecord.from_mask(row.id, "engine", mask, 1.0, label=name))
+    with transaction(conn):
+        insert_masks(conn, records)
+    conn.close()
+    return len(records)
+
+
+@pytest.fixture(scope="module")
+def park(tmp_path_factory):
+    project = playtest_project(tmp_path_factory.mktemp("park"), "park", 3, frames=60, stride=2)
+    add_object_masks(project)
+    targets = load_targets(project, weapon_source="engine")
+    sources = load_sources(project)
+    return project, targets, sources
+
+
+def test_registry_covers_the_objectives_and_validates_params():
+    assert set(registered()) == set(OBJECTIVES)
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        build_objective("fppc", min_covr=0.3)
+    with pytest.raises(ConfigError, match="no objective"):
+        build_objective("floating_teapot")
+    with pytest.raises(ConfigError):
+        build_objective("fppc", relative_size=(2.0, 1.0))
+    assert build_objective("fppc", min_cover=0.3).params.min_cover == 0.3
+
+
+def test_loaders_read_targets_with_engine_weapon_and_drop_weapon_sources(park):
+    project, targets, sources = park
+    assert targets and all(t.rgb.shape == (240, 320, 3) for t in targets)
+    assert all(t.weapon_mask is not None and t.weapon_mask.shape == (240, 320) for t in targets)
+    assert sum(t.weapon_mask.any() for t in targets) >= len(targets) // 2
+    assert sources and all(s.label != "weapon" for s in sources)
+    by_id = {t.frame_id: t for t in targets}
+    for src in sources:
+        assert src.rgb.shape[:2] == src.alpha.shape and src.alpha.sum() >= 64
+        x, y, w, h = src.box
+        frame = by_id[src.frame_id]
+        # the crop is the frame's pixels, and it never carries a weapon pixel
+        assert np.array_equal(src.rgb, frame.rgb[y:y + h, x:x + w])
+        assert not (src.alpha & frame.weapon_mask[y:y + h, x:x + w]).any()
+
+
+def test_fppc_positive_covers_the_weapon_negative_keeps_it_on_top(park):
+    _, targets, sources = park
+    fppc = build_objective("fppc")
+    usable = usable_targets(fppc, targets)
+    assert usable
+    for i in range(12):
+        pos, neg = draw_pair(fppc, usable, sources, pair_rng(7, i))
+        target = next(t for t in usable if t.frame_id == pos.meta["target_frame_id"])
+        weapon = target.weapon_mask
+        assert (pos.label, neg.label, pos.bug_type) == (1, 0, "fppc")
+        # negative: every weapon pixel is exactly the target's (the paste went behind the gun)
+        assert np.array_equal(neg.image[weapon], target.rgb[weapon])
+        # positive: the paste hides a good part of the weapon, and the bug mask is weapon pixels only
+        covered = np.any(pos.image != target.rgb, axis=2) & weapon
+        assert covered.sum() > 0 and pos.mask.any() and not (pos.mask & ~weapon).any()
+        assert pos.mask.sum() >= 0.1 * weapon.sum()
+        assert (pos.mask & ~covered).sum() <= 0.02 * pos.mask.sum()  # masked pixels did change
+        # outside the weapon the two are identical, and the paste is visible there in both
+        assert np.array_equal(pos.image[~weapon], neg.image[~weapon])
+        assert np.any(neg.image != target.rgb)
+        assert not neg.mask.any()
+
+
+def test_fppc_needs_a_visible_weapon(park):
+    _, targets, sources = park
+    fppc = build_objective("fppc")
+    blind = TargetFrame(targets[0].rgb, None, 1)
+    with pytest.raises(UnusableTarget):
+        fppc.make_pair(blind, sources, np.random.default_rng(0))
+    empty = TargetFrame(targets[0].rgb, np.zeros((240, 320), bool), 2)
+    with pytest.raises(UnusableTarget):
+        fppc.make_pair(empty, sources, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("bug", OBJECTIVES)
+def test_every_objective_is_deterministic_for_a_seed(park, bug):
+    _, targets, sources = park
+    objective = build_objective(bug)
+    usable = usable_targets(objective, targets)
+    a = draw_pair(objective, usable, sources, pair_rng(11, 3))
+    b = draw_pair(objective, usable, sources, pair_rng(11, 3))
+    c = draw_pair(objective, usable, sources, pair_rng(12, 3))
+    for x, y in zip(a, b):
+        assert np.array_equal(x.image, y.image) and np.array_equal(x.mask, y.mask) and x.meta == y.meta
+    assert not np.array_equal(a[0].image, c[0].image)
+
+
+@pytest.mark.parametrize("bug", TEXTURE_BUGS + ("camera_clipping", "black_frame"))
+def test_pairs_differ_only_where_the_bug_mask_is_set(park, bug):
+    _, targets, sources = park
+    objective = build_objective(bug)
+    for i in range(6):
+        pos, neg = draw_pair(objective, targets, sources, pair_rng(5, i))
+        target = next(t for t in targets if t.frame_id == pos.meta["target_frame_id"])
+        assert pos.image.shape == neg.image.shape == target.rgb.shape and pos.image.dtype == np.uint8
+        assert (pos.label, neg.label) == (1, 0) and not neg.mask.any()
+        differ = np.any(pos.image != neg.image, axis=2)
+        assert not (differ & ~pos.mask).any(), "positive and negative differ outside the bug mask"
+        # the artefact is real: a good share of the masked pixels changed
+        assert differ.sum() >= 0.2 * pos.mask.sum() > 0
+        if bug in TEXTURE_BUGS or bug == "camera_clipping":
+            # the viewmodel is drawn over the world: these bugs never touch weapon pixels
+            weapon = target.weapon_mask
+            assert np.array_equal(pos.image[weapon], target.rgb[weapon])
+            assert np.array_equal(neg.image[weapon], target.rgb[weapon])
+
+
+def test_missing_texture_paints_a_magenta_black_checker(park):
+    _, targets, sources = park
+    pos, neg = draw_pair(build_objective("missing_texture", shading=(0.0, 0.0), appearance={"noise_sigma": (0, 0)}),
+                         targets, sources, pair_rng(0, 0))
+    inner = pos.image[pos.mask].astype(int)
+    magenta = (inner[:, 0] > 200) & (inner[:, 2] > 200) & (inner[:, 1] < 40)
+    black = inner.max(axis=1) < 40
+    assert (magenta | black).mean() > 0.8 and magenta.mean() > 0.2 and black.mean() > 0.2
+
+
+def test_low_res_and_stretched_lose_detail_inside_the_region(park):
+    _, targets, sources = park
+    for bug in ("low_res_texture", "stretched_texture"):
+        objective = build_objective(bug)
+        losses = []
+        for i in range(6):
+            pos, neg = draw_pair(objective, targets, sources, pair_rng(3, i))
+            m = pos.mask
+            grad = lambda im: np.abs(np.diff(im.astype(float).mean(axis=2), axis=1))[m[:, 1:] & m[:, :-1]].mean()
+            losses.append(grad(pos.image) - grad(neg.image))
+        assert np.median(losses) < 0, f"{bug} should blur or smear the texture"
+
+
+def test_camera_clipping_positive_fills_most_of_the_view(park):
+    _, targets, sources = park
+    objective = build_objective("camera_clipping", see_through_prob=0.0)
+    for i in range(4):
+        pos, neg = draw_pair(objective, targets, sources, pair_rng(1, i))
+        target = next(t for t in targets if t.frame_id == pos.meta["target_frame_id"])
+        changed_pos = np.any(pos.image != target.rgb, axis=2).mean()
+        changed_neg = np.any(neg.image != target.rgb, axis=2).mean()
+        assert changed_pos > 0.45 and changed_neg < 0.35
+
+
+def test_bank_masks_and_weights_are_used_when_a_bank_exists(park):
+    from bugdet.cluster.bank import bank_path, write_bank
+
+    project, _, all_sources = park
+    chosen = [s.mask_id for s in all_sources[:3]]
+    write_bank(project, {"masks": [{"mask_id": m, "cluster": k, "weight": w}
+                                   for k, (m, w) in enumerate(zip(chosen, (0.5, 0.25, 0.25)))]})
+    try:
+        banked = load_sources(project)
+        assert [s.mask_id for s in banked] == sorted(chosen)
+        assert sorted(s.weight for s in banked) == [0.25, 0.25, 0.5]
+        # weighted choice: the 0.5 mask is drawn about half the time
+        fppc = build_objective("fppc")
+        usable = usable_targets(fppc, load_targets(project, weapon_source="engine"))
+        heavy = next(s.mask_id for s in banked if s.weight == 0.5)
+        drawn = [draw_pair(fppc, usable, banked, pair_rng(2, i))[0].meta["source_mask_id"] for i in range(60)]
+        assert 0.3 < np.mean([d == heavy for d in drawn]) < 0.7
+    finally:
+        bank_path(project).unlink()
