@@ -7,8 +7,8 @@ import pytest
 
 from test_segment_scenes import draw_scene, object_masks
 
-from bugdet.segment.automatic import AutomaticMaskGenerator, point_grid
-from bugdet.segment.config import SegmentConfig
+from bugdet.segment.automatic import AutomaticMaskGenerator, point_grid, priority
+from bugdet.segment.config import OpenCVConfig, SegmentConfig
 from bugdet.segment.engine import engine_candidates, interior_points
 from bugdet.segment.errors import EmptyFrameError, ImageNotSetError, NoMaskError, PromptError
 from bugdet.segment.factory import build_predictor
@@ -71,8 +71,8 @@ def test_grid_masks_are_filtered_and_deduplicated():
     iou = iou_matrix([c.mask for c in candidates])
     np.fill_diagonal(iou, 0)
     assert iou.max() < cfg.nms_iou_threshold
-    scores = [c.score for c in candidates]
-    assert scores == sorted(scores, reverse=True)
+    ranks = [priority(c) for c in candidates]
+    assert ranks == sorted(ranks, reverse=True)
 
 
 def test_positive_point_covers_the_object(scene, predictor):
@@ -225,11 +225,14 @@ def test_bad_inputs_raise_clear_errors(scene):
     assert issubclass(PromptError, InputError) and issubclass(EmptyFrameError, BugdetError)
 
 
-def test_no_masks_found_is_an_error(scene):
-    # Demanding masks larger than the whole frame can never be met.
-    cfg = SegmentConfig(min_area_fraction=0.95, max_area_fraction=1.0)
+def test_no_masks_found_is_an_error():
+    # Not uniform (a 2x2 dot on grey), but the only regions are the dot (below the minimum
+    # area) and the background (above the maximum): nothing passes the filters.
+    rgb = np.full((120, 160, 3), 128, np.uint8)
+    rgb[60:62, 80:82] = 255
+    cfg = SegmentConfig(min_area_fraction=0.01, max_area_fraction=0.6)
     with pytest.raises(NoMaskError, match="passed the area"):
-        AutomaticMaskGenerator(build_predictor(cfg), cfg).generate(scene.rgb)
+        AutomaticMaskGenerator(build_predictor(cfg), cfg).generate(rgb)
 
 
 def test_engine_point_priors_find_objects_between_grid_points():
@@ -256,3 +259,49 @@ def test_measure_masks_per_s_counts_real_masks():
     assert stats["frames"] == 3 and stats["masks"] >= 8  # each drawn frame has several objects; black adds none
     assert stats["masks_per_s"] == pytest.approx(stats["masks"] / stats["seconds"])
     assert measure_masks_per_s(frames[:1]) > 0
+
+
+def tiled_floor() -> tuple[np.ndarray, np.ndarray]:
+    """A tiled floor (two tile colours, dark grout lines) on a contrasting wall: one object of many colours."""
+    rgb = np.full((120, 160, 3), (60, 90, 160), np.uint8)
+    floor = np.zeros((120, 160), bool)
+    floor[60:, :] = True
+    for ty in range(60, 120, 12):
+        for tx in range(0, 160, 12):
+            colour = (200, 190, 170) if ((tx + ty) // 12) % 2 else (175, 165, 150)
+            rgb[ty : ty + 11, tx : tx + 11] = colour
+            rgb[ty + 11 : ty + 12, tx : tx + 12] = (90, 85, 80)
+            rgb[ty : ty + 12, tx + 11 : tx + 12] = (90, 85, 80)
+    return rgb, floor
+
+
+def test_region_grouping_finds_multi_colour_objects():
+    rgb, floor = tiled_floor()
+    best = {}
+    for hierarchy in (False, True):
+        cfg = SegmentConfig(opencv=OpenCVConfig(hierarchy=hierarchy), max_area_fraction=0.7)
+        masks = AutomaticMaskGenerator(build_predictor(cfg), cfg).generate(rgb)
+        best[hierarchy] = max(mask_iou(floor, c.mask) for c in masks)
+    assert best[False] < 0.5  # one colour region is one tile (or one tile colour), never the floor
+    assert best[True] > 0.9
+
+
+def test_region_hierarchy_is_a_tree_over_the_frame():
+    from bugdet.segment.hierarchy import RegionHierarchy
+    from bugdet.segment.quality import gradient_magnitude
+
+    import cv2
+
+    rgb, _ = tiled_floor()
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
+    h = RegionHierarchy(lab, gradient_magnitude(lab), edge_scale=6.0)
+    root = len(h.size) - 1
+    assert h.parent[root] == -1 and h.size[root] == rgb.shape[0] * rgb.shape[1]
+    assert len(h.size) == 2 * h.n_base - 1  # a binary merge tree over connected base regions
+    for node in (0, h.n_base // 2, root - 1):
+        chain = h.ancestors(node)
+        assert chain[-1] == root
+        sizes = [h.size[n] for n in chain]
+        assert sizes == sorted(sizes)
+        assert h.mask(node).sum() == h.size[node]
+        assert 0.0 <= h.score(node) <= 1.0

@@ -160,23 +160,43 @@ def test_cli_segment_and_prompt(project: Project, tmp_path: Path):
         conn.close()
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and fragment in errors[0], result.stderr
+def run_in_process(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
+    """The real CLI entry point in this process (no interpreter start-up per call): exit code, stderr."""
+    from bugdet.cli import main
+
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
 
 
-def test_cli_user_errors_are_one_line(project: Project):
+def assert_one_line_error(outcome: tuple[int, str], fragment: str) -> None:
+    code, stderr = outcome
+    assert code != 0
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and fragment in errors[0], stderr
+
+
+def test_cli_user_errors_are_one_line(project: Project, capsys: pytest.CaptureFixture):
     p = str(project.root)
-    assert_one_line_error(run_cli("segment", "-p", p, "--backend", "sam"), "segment.sam.checkpoint is not set")
-    assert_one_line_error(run_cli("segment", "-p", p, "--set", "segment.sam.checkpoint=nope.pth", "-b", "sam"),
+
+    def cli(*args: str) -> tuple[int, str]:
+        return run_in_process(capsys, *args)
+
+    assert_one_line_error(cli("segment", "-p", p, "--backend", "sam"), "segment.sam.checkpoint is not set")
+    assert_one_line_error(cli("segment", "-p", p, "--set", "segment.sam.checkpoint=nope.pth", "-b", "sam"),
                           "nope.pth: no such file")
-    assert_one_line_error(run_cli("prompt", "-p", p, "--frame", "1", "--point", f"{WIDTH + 5},3"), "outside the 160x120 image")
-    assert_one_line_error(run_cli("prompt", "-p", p, "--frame", "999", "--point", "3,3"), "no such frame")
-    assert_one_line_error(run_cli("prompt", "-p", p, "--frame", "3", "--point", "3,3"), "uniform")
-    assert_one_line_error(run_cli("prompt", "-p", p, "--frame", "1", "--box", "1,2,3"), "expected 4 comma-separated")
-    assert_one_line_error(run_cli("segment", "-p", p, "--set", "segment.points_per_side=0"), "segment.points_per_side")
+    assert_one_line_error(cli("prompt", "-p", p, "--frame", "1", "--point", f"{WIDTH + 5},3"), "outside the 160x120 image")
+    assert_one_line_error(cli("prompt", "-p", p, "--frame", "999", "--point", "3,3"), "no such frame")
+    assert_one_line_error(cli("prompt", "-p", p, "--frame", "3", "--point", "3,3"), "uniform")
+    assert_one_line_error(cli("prompt", "-p", p, "--frame", "1", "--box", "1,2,3"), "expected 4 comma-separated")
+    assert_one_line_error(cli("prompt", "-p", p, "--frame", "1", "--point", "3,3", "--role", "weapon"), "add --save")
+    assert_one_line_error(cli("segment", "-p", p, "--set", "segment.points_per_side=0"), "segment.points_per_side")
+    assert_one_line_error(cli("segment", "-p", p, "--set", "segment.min_area_fraction=0.9"), "min_area_fraction must be below")
 
 
 def test_bench_segment_writes_measurements(project: Project, tmp_path: Path):

@@ -48,9 +48,11 @@ class AutomaticMaskGenerator:
         points = point_grid(height, width, self.cfg.points_per_side)
         if extra_points is not None and len(extra_points):
             points = np.concatenate([points, np.asarray(extra_points, dtype=np.float64).reshape(-1, 2)])
+        area_range = self.area_range(height * width)
         candidates: list[Candidate] = []
         for start in range(0, len(points), self.points_per_batch):
-            for per_point in self.predictor.point_candidates(points[start : start + self.points_per_batch]):
+            batch = points[start : start + self.points_per_batch]
+            for per_point in self.predictor.point_candidates(batch, area_range, self.cfg.score_threshold):
                 candidates.extend(per_point)
         kept = self.filter(candidates, height * width)
         if not kept:
@@ -61,9 +63,23 @@ class AutomaticMaskGenerator:
             )
         return kept
 
+    def area_range(self, frame_area: int) -> tuple[float, float]:
+        """Smallest and largest mask area (pixels) automatic mode keeps; empty masks never."""
+        return max(1.0, self.cfg.min_area_fraction * frame_area), self.cfg.max_area_fraction * frame_area
+
     def filter(self, candidates: list[Candidate], frame_area: int) -> list[Candidate]:
-        """Area and score filters, then mask NMS, then the per-frame cap."""
-        lo, hi = max(1.0, self.cfg.min_area_fraction * frame_area), self.cfg.max_area_fraction * frame_area
+        """Area and score filters, then mask NMS, then the per-frame cap, in :func:`priority` order."""
+        lo, hi = self.area_range(frame_area)
         passing = [c for c in candidates if lo <= c.area <= hi and c.score >= self.cfg.score_threshold]
         keep = nms([c.mask for c in passing], [c.score for c in passing], self.cfg.nms_iou_threshold)
-        return [passing[i] for i in keep[: self.cfg.max_masks_per_frame]]
+        ranked = sorted((passing[i] for i in keep), key=priority, reverse=True)
+        return ranked[: self.cfg.max_masks_per_frame]
+
+
+def priority(candidate: Candidate) -> float:
+    """Order of masks under the per-frame cap: quality, then size (score x log area).
+
+    A tiled floor yields dozens of perfect one-tile masks; ranking by score alone would spend
+    the whole cap on them and drop the floor itself, which is what later stages want first.
+    """
+    return candidate.score * float(np.log1p(candidate.area))

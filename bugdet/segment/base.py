@@ -91,10 +91,16 @@ class Predictor(ABC):
             raise NoMaskError(f"{self.name}: the prompt selected no pixels")
         return mask, float(score)
 
-    def point_candidates(self, points: np.ndarray) -> list[list[Candidate]]:
-        """For each (x, y) in ``points`` (single positive-point prompts), its candidate masks."""
+    def point_candidates(
+        self, points: np.ndarray, area_range: tuple[float, float] | None = None, min_score: float = 0.0
+    ) -> list[list[Candidate]]:
+        """For each (x, y) in ``points`` (single positive-point prompts), its candidate masks.
+
+        ``area_range`` (pixels) and ``min_score`` are hints: a backend may skip building
+        candidates outside them, because the caller drops those anyway.
+        """
         self.image_shape  # raises when no image is set
-        return self._point_candidates(np.asarray(points, dtype=np.float64).reshape(-1, 2))
+        return self._point_candidates(np.asarray(points, dtype=np.float64).reshape(-1, 2), area_range, min_score)
 
     @abstractmethod
     def _prepare(self, rgb: np.ndarray) -> None: ...
@@ -103,4 +109,6 @@ class Predictor(ABC):
     def _predict(self, prompt: Prompt) -> tuple[np.ndarray, float]: ...
 
     @abstractmethod
-    def _point_candidates(self, points: np.ndarray) -> list[list[Candidate]]: ...
+    def _point_candidates(
+        self, points: np.ndarray, area_range: tuple[float, float] | None, min_score: float
+    ) -> list[list[Candidate]]: ...

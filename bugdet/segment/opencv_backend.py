@@ -10,7 +10,9 @@ subpart/part/whole outputs, and their nesting gives SAM's stability score for fr
 * points -> the best-scoring level's region of the positive points; a negative point inside
   that region splits it by watershed (positive points vs negative points and the outside);
 * box -> GrabCut initialised with the box (points become definite foreground/background);
-* grid -> :meth:`point_candidates`, one candidate per new region per level.
+* grid -> :meth:`point_candidates`, one candidate per new region per level, plus (with
+  ``opencv.hierarchy``) every region of :mod:`bugdet.segment.hierarchy`'s bottom-up grouping
+  that holds the point: the multi-colour and textured objects one colour region misses.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from bugdet.segment.base import Candidate, Predictor
 from bugdet.segment.config import OpenCVConfig
+from bugdet.segment.hierarchy import RegionHierarchy
 from bugdet.segment.prompts import Prompt
 from bugdet.segment.quality import edge_strength, gradient_magnitude, stability
 
@@ -72,6 +75,7 @@ class OpenCVPredictor(Predictor):
         self._gradient: np.ndarray | None = None
         self._levels: list[_LevelCache] = []
         self._scores: list[dict[int, float]] = []
+        self._hierarchy: RegionHierarchy | None = None
 
     # -- per-frame work -------------------------------------------------------------------
     def _prepare(self, rgb: np.ndarray) -> None:
@@ -84,6 +88,7 @@ class OpenCVPredictor(Predictor):
         # One extra, looser "guard" level only measures how stable the loosest level is.
         self._levels = [_LevelCache(lab, t) for t in self.tolerances + [self.tolerances[-1] * 2]]
         self._scores = [{} for _ in self._levels]
+        self._hierarchy = None
 
     def _region_score(self, level: int, index: int, x: int, y: int) -> float:
         cached = self._scores[level].get(index)
@@ -99,13 +104,32 @@ class OpenCVPredictor(Predictor):
         return float(score)
 
     # -- automatic grid -------------------------------------------------------------------
-    def _point_candidates(self, points: np.ndarray) -> list[list[Candidate]]:
+    def _grouped(self) -> RegionHierarchy:
+        """The region hierarchy of the current frame, built on first use (prompts never need it)."""
+        if self._hierarchy is None:
+            self._hierarchy = RegionHierarchy(self._levels[0].lab, self._gradient, EDGE_SCALE)
+        return self._hierarchy
+
+    def _point_candidates(
+        self, points: np.ndarray, area_range: tuple[float, float] | None, min_score: float
+    ) -> list[list[Candidate]]:
         h, w = self.image_shape
+        lo, hi = area_range or (1.0, float(h * w))
         seen: list[set[int]] = [set() for _ in self.tolerances]
+        seen_groups: set[int] = set()
         out: list[list[Candidate]] = []
         for px, py in points:
             x, y = min(int(px), w - 1), min(int(py), h - 1)
             candidates = []
+            if self.cfg.hierarchy:
+                hierarchy = self._grouped()
+                for node in hierarchy.ancestors(int(hierarchy.base[y, x])):
+                    if node in seen_groups or not lo <= hierarchy.size[node] <= hi:
+                        continue
+                    seen_groups.add(node)
+                    score = hierarchy.score(node)
+                    if score >= min_score:  # scored from merge statistics: no mask built for losers
+                        candidates.append(Candidate(mask=hierarchy.mask(node), score=score, meta={"group": int(node)}))
             for level in range(len(self.tolerances)):
                 index = self._levels[level].region_at(x, y)
                 if index in seen[level]:

@@ -92,7 +92,9 @@ class SamBackend(Predictor):
         best = int(np.argmax(scores))
         return masks[best].astype(bool), float(np.clip(scores[best], 0.0, 1.0))
 
-    def _point_candidates(self, points: np.ndarray) -> list[list[Candidate]]:
+    def _point_candidates(
+        self, points: np.ndarray, area_range: tuple[float, float] | None, min_score: float
+    ) -> list[list[Candidate]]:
         import torch
 
         from segment_anything.utils.amg import calculate_stability_score
