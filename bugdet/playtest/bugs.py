@@ -17,8 +17,8 @@ import numpy as np
 from bugdet.errors import InputError
 from bugdet.ingest.session_format import BUG_TYPES
 from bugdet.playtest import groundtruth as gt
-from bugdet.playtest.collision import clearance
-from bugdet.playtest.player import RADIUS, Player, PlayerState, Task
+from bugdet.playtest.collision import ray_distance
+from bugdet.playtest.player import RADIUS, Player, PlayerState, Task, heading_to
 from bugdet.playtest.renderer import NEAR, PlaytestRenderer
 from bugdet.playtest.world import World
 
@@ -71,7 +71,7 @@ class Fppc(BugEffect):
     name = "fppc"
 
     def steer(self, player: Player) -> Task:
-        return player.push_task(duration=30.0, requested=True)
+        return player.push_task(duration=30.0, requested=True, tall_only=True)
 
     def apply(self, ctx: FrameContext) -> None:
         ctx.renderer.set_fppc_bug(True)
@@ -89,19 +89,23 @@ class CameraClipping(BugEffect):
     name = "camera_clipping"
 
     def __init__(self, rng: np.random.Generator):
-        self.depth = float(rng.uniform(-0.27, 0.4))  # metres beyond the player's collision surface
+        # metres past the surface the player touches: just short of it (the near plane cuts the
+        # surface), inside it, or through a thin wall into what lies behind
+        self.depth = float(rng.uniform(-0.02, 0.45))
         self._eye_inside = False
 
     def steer(self, player: Player) -> Task:
-        return player.push_task(duration=30.0, requested=True)
+        return player.push_task(duration=30.0, requested=True, tall_only=True)
 
     def apply(self, ctx: FrameContext) -> None:
         x, y, z, h, p, r = ctx.eye
         a = math.radians(h)
         push = RADIUS + self.depth
         ex, ey = x - math.sin(a) * push, y + math.cos(a) * push
-        d, _ = clearance(ctx.world.colliders, ex, ey)
-        self._eye_inside = d < NEAR + 0.03
+        # the bug is real when the eye's way forward from the valid position meets geometry
+        # within the push plus the near plane, i.e. the eye is in, at or through a surface
+        reach = push + NEAR
+        self._eye_inside = ray_distance(ctx.world.colliders, x, y, h, max_dist=reach, step=0.01) < reach
         ctx.renderer.set_eye(ex, ey, z, h, p, r)
 
     def revert(self, ctx: FrameContext) -> None:
@@ -123,8 +127,10 @@ class TextureBug(BugEffect):
     def __init__(self, name: str, world: World, oid: int, rng: np.random.Generator):
         self.name = name
         self.oid = oid
-        self.distance = float(rng.uniform(2.0, 4.5))
-        self.stretch = (float(rng.uniform(0.04, 0.1)), 1.0) if rng.random() < 0.5 else (1.0, float(rng.uniform(0.04, 0.1)))
+        # a low-resolution texture only shows up close, where texels are larger than pixels
+        self.distance = float(rng.uniform(1.4, 2.6) if name == "low_res_texture" else rng.uniform(2.0, 4.5))
+        # mostly stretched vertically (a wrong V scale), sometimes along the surface
+        self.stretch = (float(rng.uniform(0.03, 0.08)), 1.0) if rng.random() < 0.3 else (1.0, float(rng.uniform(0.03, 0.08)))
 
     def steer(self, player: Player) -> Task:
         point = _target_point(player.world, self.oid, player.x, player.y)
@@ -145,7 +151,7 @@ class TextureBug(BugEffect):
         ctx.world.restore_texture(self.oid)
 
     def truth(self, pair: RenderPair, ctx: FrameContext, t: gt.Thresholds) -> gt.Truth:
-        return gt.surface(pair.ids, self.oid, t)
+        return gt.surface(pair.ids, self.oid, pair.rgb, pair.ref_rgb, t, subtle=self.name != "missing_texture")
 
 
 class ZFighting(BugEffect):
@@ -253,7 +259,16 @@ def make_effect(name: str, world: World, player: Player, rng: np.random.Generato
         if not candidates:
             return None
         dist = {o: math.dist((px, py), _target_point(world, o, px, py)) for o in candidates}
-        ranked = sorted(candidates, key=lambda o: (dist[o], o))[:4]
+
+        def in_sight(o: int) -> bool:
+            tx, ty = _target_point(world, o, px, py)
+            own = [c for c in world.colliders if c.oid != o]
+            return ray_distance(own, px, py, heading_to(tx - px, ty - py), max_dist=dist[o]) >= dist[o] - 0.05
+
+        # prefer what the player can already see: the nearest object may be behind a wall
+        ranked = sorted(candidates, key=lambda o: (dist[o], o))[:12]
+        visible = [o for o in ranked if in_sight(o)]
+        ranked = (visible or ranked)[:4]
         return ranked[int(rng.integers(len(ranked)))]
 
     if name == "fppc":

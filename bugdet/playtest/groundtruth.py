@@ -29,6 +29,9 @@ class Thresholds:
     fppc_hidden: float = 0.02  # fraction of the weapon hidden by world geometry
     camera_changed: float = 0.05  # fraction of the frame that differs from the correct view
     surface_fraction: float = 0.02  # fraction of the frame showing the bad texture
+    texture_diff: int = 12  # 8-bit level difference that counts as a visibly changed pixel
+    texture_changed: float = 0.25  # share of the surface's pixels that must visibly change
+    low_res_changed: float = 0.05  # the same for low-res and stretched textures, which change fine detail
     poster_fraction: float = 0.008  # fraction of the frame covered by the fighting poster
     poster_lost: float = 0.15  # fraction of the poster where the wall wins
     floating_fraction: float = 0.003  # fraction of the frame covered by the floating prop
@@ -52,11 +55,21 @@ def camera_clipping(ids_bug: np.ndarray, ids_ref: np.ndarray, eye_inside: bool, 
     return Truth(eye_inside and severity >= t.camera_changed, severity, changed)
 
 
-def surface(ids: np.ndarray, oid: int, t: Thresholds) -> Truth:
-    """Texture bugs: mask = visible pixels of the affected object; severity = its share of the frame."""
+def surface(ids: np.ndarray, oid: int, rgb_bug: np.ndarray, rgb_ref: np.ndarray, t: Thresholds, subtle: bool = False) -> Truth:
+    """Texture bugs: mask = visible pixels of the affected object; severity = its share of the frame.
+
+    A bad texture on a nearly uniform surface (a low-resolution copy of plain plaster) can look
+    exactly like the right one; it only counts when the two renders differ visibly on the mask
+    (``subtle``: low-resolution and stretched textures change fine detail, so fewer pixels need to).
+    """
     mask = ids == oid
     severity = float(mask.mean())
-    return Truth(severity >= t.surface_fraction, severity, mask)
+    if not mask.any():
+        return Truth(False, severity, mask)
+    diff = np.abs(rgb_bug.astype(np.int16) - rgb_ref.astype(np.int16)).max(axis=2)[mask]
+    needed = t.low_res_changed if subtle else t.texture_changed
+    visible = float((diff > t.texture_diff).mean()) >= needed
+    return Truth(severity >= t.surface_fraction and visible, severity, mask)
 
 
 def z_fighting(ids_bug: np.ndarray, ids_ref: np.ndarray, oid: int, t: Thresholds) -> Truth:

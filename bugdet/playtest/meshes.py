@@ -189,6 +189,14 @@ class MeshBuilder:
                 a, b, c, d = index[i, j], index[i + 1, j], index[i + 1, j + 1], index[i, j + 1]
                 self.triangles += [(a, b, c), (a, c, d)]
 
+    def shade_by_height(self, z0: float, z1: float, low: float, high: float = 1.0) -> None:
+        """Darken vertices towards ``z0`` (ambient occlusion near the floor, done once, for free)."""
+        for k, (x, y, z) in enumerate(self.positions):
+            t = min(1.0, max(0.0, (z - z0) / max(z1 - z0, 1e-6)))
+            f = low + (high - low) * t
+            r, g, b, a = self.colors[k]
+            self.colors[k] = (r * f, g * f, b * f, a)
+
     def build(self, name: str) -> GeomNode:
         n = len(self.positions)
         arr = np.zeros((n, 12), dtype=np.float32)

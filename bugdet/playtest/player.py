@@ -103,10 +103,24 @@ class Player:
             return self._brush_task()
         return Task("turn", (self.x, self.y), face=self.h + float(self.rng.choice([-1, 1]) * self.rng.uniform(90, 200)), duration=2.0)
 
-    def push_task(self, duration: float = 2.0, requested: bool = False) -> Task:
-        """Walk into the nearest obstacle and keep pushing (corners, walls, trunks, rocks)."""
-        sx, sy = self._nearest_surface()
-        return Task("push", (sx, sy), duration=duration, requested=requested, pitch=float(self.rng.uniform(-8, 4)))
+    def push_task(self, duration: float = 2.0, requested: bool = False, tall_only: bool = False) -> Task:
+        """Walk into the nearest obstacle and keep pushing (corners, walls, trunks, rocks).
+
+        ``tall_only`` picks only obstacles that reach the weapon's height (walls, houses, trunks,
+        pillars, doors) or, for rocks, looks down at them: props below the weapon cannot hide it.
+        """
+        if not tall_only:
+            sx, sy = self._nearest_surface()
+            return Task("push", (sx, sy), duration=duration, requested=requested, pitch=float(self.rng.uniform(-8, 4)))
+        tall = {"wall", "building", "tree", "pillar", "door", "rock"}
+        options = [c for c in self.world.colliders if self.world.objects[c.oid].category in tall]
+        if not options:
+            return self.push_task(duration, requested)
+        nearest = min(options, key=lambda c: (c.signed_distance(self.x, self.y), c.oid))
+        sx, sy = nearest.closest_point(self.x, self.y)
+        rock = self.world.objects[nearest.oid].category == "rock"
+        pitch = float(self.rng.uniform(-35, -22) if rock else self.rng.uniform(-8, 4))
+        return Task("push", (sx, sy), duration=duration, requested=requested, pitch=pitch)
 
     def _hug_task(self) -> Task:
         """Walk along the nearest wall at arm's length, glancing at it."""

@@ -61,6 +61,7 @@ def wall(x: float, y: float, length: float, height: float, thickness: float, hea
     """A straight wall centred at (x, y) running along its local x axis; ``heading`` rotates it."""
     mb = MeshBuilder()
     mb.box((0, 0, height / 2 - 0.3), (length, thickness, height + 0.6), WHITE, uv_scale=2.0)
+    mb.shade_by_height(-0.6, min(height, 2.0), 0.68)
     parts: list[Part] = [(mb.build("wall"), material)]
     if cap:
         top = MeshBuilder()

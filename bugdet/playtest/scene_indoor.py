@@ -90,7 +90,7 @@ def build_indoor(layout_seed: int, variant: str, env_seed: int) -> World:
     trng = lib.rng
     a, b = style["floor"]
     for name, image in (
-        ("plaster", tx.plaster(trng, style["wall"])), ("bricks", tx.bricks(trng, (0.5, 0.3, 0.24))),
+        ("plaster", tx.wall_panels(trng, style["wall"])), ("bricks", tx.bricks(trng, (0.5, 0.3, 0.24))),
         ("concrete", tx.concrete(trng, 0.55)), ("tiles", tx.tiles(trng, a, b)), ("planks", tx.planks(trng)),
         ("crate", tx.crate(trng)), ("metal", tx.metal(trng, 0.45)), ("ceiling", tx.concrete(trng, 0.75)),
     ):

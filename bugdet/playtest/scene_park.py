@@ -105,13 +105,15 @@ def build_park(layout_seed: int, variant: str, env_seed: int) -> World:
             return (1.35 * n, 1.05 * n, 0.62 * n, 1.0)  # worn trail: grass texture tinted to dirt
         return (grass_tint[0] * n, grass_tint[1] * n, grass_tint[2] * n, 1.0)
 
-    chunk, cells = 10.0, 8
+    chunk, cells = 10.0, 5
     span = HALF + 30
     ground_parts = []
     for cx in np.arange(-span, span, chunk):
         for cy in np.arange(-span, span, chunk):
             mb = MeshBuilder()
-            mb.grid(cx, cy, cx + chunk, cy + chunk, cells, cells, height, ground_color, uv_scale=3.0)
+            inside = max(abs(cx + chunk / 2), abs(cy + chunk / 2)) < HALF
+            n = cells if inside else 3  # the hills beyond the fence are only seen from afar
+            mb.grid(cx, cy, cx + chunk, cy + chunk, n, n, height, ground_color, uv_scale=3.0)
             ground_parts.append((mb.build("terrain"), "grass"))
     world.add("terrain", "ground", ground_parts)
 
@@ -232,4 +234,4 @@ def build_park(layout_seed: int, variant: str, env_seed: int) -> World:
 
 
 def _house_collider(x: float, y: float, sx: float, sy: float, heading: float) -> list[props.Collider]:
-    return [props.Box(x, y, sx / 2 + 0.1, sy / 2 + 0.1, heading)]
+    return [props.Box(x, y, sx / 2 + 0.06, sy / 2 + 0.06, heading)]  # windows and door stand 5 cm proud

@@ -105,6 +105,19 @@ def plaster(rng: np.random.Generator, color: tuple[float, float, float]) -> np.n
     return _to_u8(np.array(color)[None, None, :] * n[..., None])
 
 
+def wall_panels(rng: np.random.Generator, color: tuple[float, float, float]) -> np.ndarray:
+    """Interior wall: painted panels with seams, a dark skirting band and scuffs (one 2 m tile)."""
+    img = np.array(color)[None, None, :] * (0.82 + 0.2 * periodic_noise(rng, beta=1.2))[..., None]
+    stains = periodic_noise(rng, beta=2.6)
+    img *= (1.0 - 0.25 * np.clip(stains - 0.6, 0, 1) * 2.5)[..., None]
+    img[:, :3] *= 0.55  # vertical seam between panels
+    img[:, SIZE // 2:SIZE // 2 + 2] *= 0.7
+    img[SIZE // 2 - 2:SIZE // 2] *= 0.6  # rail
+    img[SIZE // 2 + 1:SIZE // 2 + 3] *= 1.15
+    img[SIZE // 2:] *= 0.8  # darker lower half, a painted dado
+    return _to_u8(np.clip(img, 0, 1))
+
+
 def planks(rng: np.random.Generator, base: tuple[float, float, float] = (0.52, 0.36, 0.20)) -> np.ndarray:
     """Wooden planks (floors, benches, crates): 4 boards with grain and dark seams."""
     img = np.zeros((SIZE, SIZE, 3), dtype=np.float32)
@@ -189,7 +202,7 @@ def placeholder_checker(size: int = SIZE, cells: int = 8) -> np.ndarray:
     return img
 
 
-def low_resolution(image: np.ndarray, size: int = 6) -> np.ndarray:
+def low_resolution(image: np.ndarray, size: int = 4) -> np.ndarray:
     """What a texture looks like when only a tiny mip level streamed in: a few blocky texels."""
     import cv2
 

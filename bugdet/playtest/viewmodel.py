@@ -90,7 +90,7 @@ def build_weapon(kind: str) -> NodePath:
 
 
 #: where each weapon sits relative to the eye (right, forward, down) and its slight inward yaw
-HOLD = {"rifle": ((0.16, 0.02, -0.17), -3.0), "shotgun": ((0.16, 0.02, -0.18), -3.0), "pistol": ((0.12, -0.05, -0.13), -5.0)}
+HOLD = {"rifle": ((0.16, 0.02, -0.17), -3.0), "shotgun": ((0.16, 0.02, -0.18), -3.0), "pistol": ((0.12, 0.06, -0.13), -5.0)}
 
 
 @dataclass
