@@ -327,3 +327,39 @@ def test_hot_reload_under_load_with_zero_failures(package_root: Path, tmp_path: 
         scores, _ = reference(models / "detector-2", frames[:1])
         got = stub.Detect(requests[0], timeout=5).results[0]
         np.testing.assert_allclose([s.score for s in got.scores], scores[0], atol=1e-5)
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    import subprocess
+
+    assert shutil.which("openssl"), "the TLS test needs the openssl command line tool"
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _make_pki(directory: Path) -> None:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate."""
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
+             "-subj", "/CN=bugdet test CA", cwd=directory)
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name in ("server", "client"):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                 "-subj", f"/CN={name}", cwd=directory)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{name}.pem", "-days", "1", "-extfile", "san.ext", cwd=directory)
+
+
+def test_tls_and_mutual_tls(package_root: Path, tmp_path: Path) -> None:
+    from service.config import TlsConfig
+
+    _make_pki(tmp_path)
+    ca = (tmp_path / "ca.pem").read_bytes()
+    request = pb.ModelInfoRequest()
+    tls = TlsConfig(cert=tmp_path / "server.pem", key=tmp_path / "server.key", client_ca=tmp_path / "ca.pem")
+    with running(package_root / "models", tls=tls) as (server, address):
+        assert server.wait_until_serving(30)
+        with_cert = grpc.ssl_channel_credentials(ca, (tmp_path / "client.key").read_bytes(), (tmp_path / "client.pem").read_bytes())
+        assert pb_grpc.DetectionStub(grpc.secure_channel(address, with_cert)).GetModelInfo(request, timeout=10).version == "1"
+        for channel in (grpc.secure_channel(address, grpc.ssl_channel_credentials(ca)), grpc.insecure_channel(address)):
+            with pytest.raises(grpc.RpcError) as err:  # no client certificate / no TLS at all
+                pb_grpc.DetectionStub(channel).GetModelInfo(request, timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
