@@ -73,17 +73,29 @@ class Player:
     # -- task choice -----------------------------------------------------------------------
 
     def _free_point(self, near: tuple[float, float] | None = None, spread: float = 12.0) -> tuple[float, float]:
+        """A reachable walkable point, anywhere or around ``near``."""
+        nav = self.world.nav
         x0, y0, x1, y1 = self.world.bounds
-        for _ in range(30):
+        for _ in range(40):
             if near is None:
                 x, y = self.rng.uniform(x0 + 1, x1 - 1), self.rng.uniform(y0 + 1, y1 - 1)
             else:
                 x = float(np.clip(near[0] + self.rng.normal(0, spread), x0 + 1, x1 - 1))
                 y = float(np.clip(near[1] + self.rng.normal(0, spread), y0 + 1, y1 - 1))
+            if nav is not None and not nav.is_free(x, y):
+                continue
             d, _ = clearance(self.world.colliders, x, y)
             if d > RADIUS + 0.3:
                 return float(x), float(y)
         return self.x, self.y
+
+    def _route(self, goal: tuple[float, float]) -> tuple[tuple[float, float], list[tuple[float, float]]]:
+        """First waypoint and the rest of a path around obstacles (straight if there is no grid)."""
+        nav = self.world.nav
+        points = nav.path((self.x, self.y), goal) if nav is not None else None
+        if not points:
+            return goal, []
+        return points[0], points[1:]
 
     def _nearest_surface(self) -> tuple[float, float]:
         _, nearest = clearance(self.world.colliders, self.x, self.y)
@@ -93,13 +105,14 @@ class Player:
 
     def _random_task(self) -> Task:
         roll = self.rng.random()
-        if roll < 0.42:
-            return Task("walk", self._free_point((self.x, self.y)), duration=12.0)
-        if roll < 0.6:
+        if roll < 0.5:
+            first, rest = self._route(self._free_point((self.x, self.y)))
+            return Task("walk", first, waypoints=rest, duration=15.0)
+        if roll < 0.62:
             return self.push_task(duration=float(self.rng.uniform(1.0, 2.5)))
-        if roll < 0.75:
+        if roll < 0.76:
             return self._hug_task()
-        if roll < 0.88:
+        if roll < 0.9:
             return self._brush_task()
         return Task("turn", (self.x, self.y), face=self.h + float(self.rng.choice([-1, 1]) * self.rng.uniform(90, 200)), duration=2.0)
 
@@ -161,14 +174,19 @@ class Player:
         free = ray_distance(self.world.colliders, point[0] + dx * 0.5, point[1] + dy * 0.5, heading_to(dx, dy), max_dist=distance)
         d = max(1.2, min(distance, free + 0.5 - RADIUS - 0.2))
         stand = push_out(self.world.colliders, point[0] + dx * d, point[1] + dy * d, RADIUS)
-        return Task("look", stand, face=view if face is None else face, duration=4.0, requested=True, pitch=pitch)
+        first, rest = self._route(stand)
+        return Task("look", first, waypoints=rest, face=view if face is None else face, duration=4.0, requested=True, pitch=pitch)
 
     def request(self, task: Task) -> None:
         """The bug scheduler steering the player (replaces whatever it was doing).
 
         A far test point is reached by jumping there, as QA bots do, rather than by a long walk."""
-        if task.kind == "look" and math.hypot(task.target[0] - self.x, task.target[1] - self.y) > 8.0:
-            self.x, self.y = push_out(self.world.colliders, *task.target, RADIUS)
+        if task.kind == "look":
+            route = [task.target] + (task.waypoints or [])
+            length = sum(math.dist(a, b) for a, b in zip([(self.x, self.y)] + route[:-1], route))
+            if length > 15.0:
+                self.x, self.y = push_out(self.world.colliders, *route[-1], RADIUS)
+                task.target, task.waypoints = route[-1], []
         self.task = task
         self._progress_check = (self.x, self.y, 0.0)
 
@@ -234,9 +252,10 @@ class Player:
                 closer = math.hypot(tx - x0, ty - y0) - math.hypot(tx - self.x, ty - self.y)
                 if closer < 1.0:
                     if task.requested:
-                        # no path-finding here: like a QA bot, jump to the test point
-                        self.x, self.y = push_out(self.world.colliders, *task.target, RADIUS)
-                        task.waypoints = None
+                        # blocked on the way: like a QA bot, jump to the test point
+                        final = task.waypoints[-1] if task.waypoints else task.target
+                        self.x, self.y = push_out(self.world.colliders, *final, RADIUS)
+                        task.target, task.waypoints = final, None
                     else:  # stuck against something: give up on this target
                         done = True
                 self._progress_check = (self.x, self.y, task.elapsed)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from bugdet.playtest.nav import build_nav, keep_reachable
+from bugdet.playtest.player import RADIUS
 from bugdet.playtest.scene_indoor import build_indoor
 from bugdet.playtest.scene_park import build_park
 from bugdet.playtest.world import World
@@ -20,6 +22,7 @@ def load_world(scene: str, variant: str, layout_seed: int, env_seed: int) -> Wor
         _CACHE.move_to_end(key)
         return _CACHE[key]
     world = build_park(layout_seed, variant, env_seed) if scene == "park" else build_indoor(layout_seed, variant, env_seed)
+    world.nav = keep_reachable(build_nav(world.colliders, world.bounds, RADIUS), world.spawn)
     _CACHE[key] = world
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)

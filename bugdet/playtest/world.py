@@ -13,6 +13,7 @@ from typing import Callable
 from panda3d.core import GeomNode, NodePath, Texture, TextureStage
 
 from bugdet.playtest.collision import Collider
+from bugdet.playtest.nav import NavGrid
 from bugdet.playtest.textures import TextureLibrary
 
 #: object ID 0 is the sky / background in every ID map
@@ -71,6 +72,7 @@ class World:
     floatables: list[int] = field(default_factory=list)
     spawn: tuple[float, float] = (0.0, 0.0)
     sky: NodePath | None = None
+    nav: NavGrid | None = None  # walkable cells reachable from the spawn, set by load_world
 
     def add(
         self, name: str, category: str, parts: list[tuple[GeomNode, str | None]],
