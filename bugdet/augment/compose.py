@@ -148,25 +148,44 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float32) @ _LUMA
 
 
+_NOISE_TILE = 64
+
+
+def _noise(shape: tuple[int, ...], sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian sensor noise; large areas repeat a 64x64 tile (a full-frame draw costs more than
+    the rest of a pair, and a repeat of 1-2 grey-level noise is invisible)."""
+    h, w = shape[:2]
+    th, tw = min(h, _NOISE_TILE), min(w, _NOISE_TILE)
+    tile = rng.standard_normal((th, tw, shape[2]), dtype=np.float32) * np.float32(sigma)
+    if (th, tw) == (h, w):
+        return tile
+    return np.tile(tile, (-(-h // th), -(-w // tw), 1))[:h, :w]
+
+
 def apply_appearance(layer: Layer, target: np.ndarray, look: Appearance, rng: np.random.Generator) -> Layer:
     """Light-match, jitter, blur, noise and feather ``layer`` in place against ``target``'s ROI."""
-    rgb = layer.rgb
-    inside = layer.alpha > 0.5
+    inside = (layer.alpha > 0.5).astype(np.uint8)
     if not inside.any():
-        inside = layer.alpha > 0
-    src_mean = float(luma(rgb[inside]).mean()) if inside.any() else 128.0
-    tgt_mean = float(luma(target[layer.roi].reshape(-1, 3)).mean())
+        inside = (layer.alpha > 0).astype(np.uint8)
+    src_mean = float(np.dot(cv2.mean(layer.rgb, mask=inside)[:3], _LUMA)) if inside.any() else 128.0
+    tgt_mean = float(np.dot(cv2.mean(np.ascontiguousarray(target[layer.roi]))[:3], _LUMA))
     # Move the source's mean luma toward the target's: pasted geometry should look lit by the
     # target scene, or brightness alone would give the paste away.
     want = src_mean + look.light_match * (tgt_mean - src_mean)
     gain = (want / max(src_mean, 1.0)) * look.brightness
-    rgb = (rgb - src_mean) * look.contrast + src_mean
-    rgb = rgb * (gain * np.asarray(look.channel_gain, dtype=np.float32))
+    # contrast about the mean, then gain and channel jitter: one affine map per channel
+    scale = look.contrast * gain * np.asarray(look.channel_gain, dtype=np.float64)
+    offset = src_mean * (1.0 - look.contrast) * gain * np.asarray(look.channel_gain, dtype=np.float64)
+    affine = np.zeros((3, 4), dtype=np.float64)
+    affine[[0, 1, 2], [0, 1, 2]] = scale
+    affine[:, 3] = offset
+    rgb = cv2.transform(np.ascontiguousarray(layer.rgb, dtype=np.float32), affine)
     if look.blur_sigma > 0:
         rgb = cv2.GaussianBlur(rgb, (0, 0), look.blur_sigma)
     if look.noise_sigma > 0:
-        rgb = rgb + rng.normal(0.0, look.noise_sigma, size=rgb.shape).astype(np.float32)
-    layer.rgb = np.clip(rgb, 0, 255).astype(np.float32)
+        rgb += _noise(rgb.shape, look.noise_sigma, rng)
+    np.clip(rgb, 0, 255, out=rgb)
+    layer.rgb = rgb
     layer.alpha = feather(layer.alpha, look.feather_sigma)
     return layer
 
