@@ -42,7 +42,9 @@ def segment(
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items())) or "nothing new"
     console.print(
         f"{report.frames_segmented} frames segmented ({report.frames_skipped} already done): "
-        f"{report.masks_added} {report.backend} masks, {report.engine_masks_added} engine masks [{statuses}]"
+        f"{report.masks_added} automatic ({report.backend}) masks, {report.engine_masks_added} engine masks "
+        f"({statuses})",
+        markup=False,
     )
 
 

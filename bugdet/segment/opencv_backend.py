@@ -70,7 +70,6 @@ class OpenCVPredictor(Predictor):
         super().__init__()
         self.cfg = cfg or OpenCVConfig()
         self.tolerances = sorted(float(t) for t in self.cfg.tolerances)
-        self._rgb: np.ndarray | None = None
         self._smoothed: np.ndarray | None = None
         self._gradient: np.ndarray | None = None
         self._levels: list[_LevelCache] = []
@@ -82,7 +81,6 @@ class OpenCVPredictor(Predictor):
         d = self.cfg.smoothing
         smoothed = cv2.bilateralFilter(rgb, d, 20, max(1, d)) if d > 0 else rgb.copy()
         lab = cv2.cvtColor(smoothed, cv2.COLOR_RGB2Lab)
-        self._rgb = rgb
         self._smoothed = smoothed
         self._gradient = gradient_magnitude(lab)
         # One extra, looser "guard" level only measures how stable the loosest level is.

@@ -8,6 +8,7 @@ of that backend are replaced, atomically, instead of being added to.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -148,7 +149,7 @@ def segment_project(
 
 def _segment_frame(
     project: Project,
-    conn: Any,
+    conn: sqlite3.Connection,
     frame: FrameRow,
     generator: AutomaticMaskGenerator | None,
     needs_engine: bool,
@@ -186,7 +187,7 @@ def _segment_frame(
     return results
 
 
-def _commit(conn: Any, pending: list[_FrameResult], report: SegmentReport) -> None:
+def _commit(conn: sqlite3.Connection, pending: list[_FrameResult], report: SegmentReport) -> None:
     if not pending:
         return
     with transaction(conn):
