@@ -100,7 +100,8 @@ def test_fppc_positive_covers_the_weapon_negative_keeps_it_on_top(park):
     fppc = build_objective("fppc")
     usable = usable_targets(fppc, targets)
     assert usable
-    for i in range(12):
+    occluders = set()
+    for i in range(16):
         pos, neg = draw_pair(fppc, usable, sources, pair_rng(7, i))
         target = next(t for t in usable if t.frame_id == pos.meta["target_frame_id"])
         weapon = target.weapon_mask
@@ -114,8 +115,18 @@ def test_fppc_positive_covers_the_weapon_negative_keeps_it_on_top(park):
         assert (pos.mask & ~covered).sum() <= 0.02 * pos.mask.sum()  # masked pixels did change
         # outside the weapon the two are identical, and the paste is visible there in both
         assert np.array_equal(pos.image[~weapon], neg.image[~weapon])
-        assert np.any(neg.image != target.rgb)
         assert not neg.mask.any()
+        occluders.add(pos.meta["occluder"])
+        if pos.meta["occluder"] == "source":
+            assert np.any(neg.image != target.rgb)  # the bank mask shows around the gun in both
+        else:
+            # the scene swallows the muzzle end: the hidden part is the one nearest the screen centre
+            assert np.array_equal(neg.image, target.rgb)
+            ys, xs = np.nonzero(weapon)
+            hy, hx = np.nonzero(pos.mask)
+            centre = np.array([160, 120])
+            assert np.hypot(hx - centre[0], hy - centre[1]).mean() < np.hypot(xs - centre[0], ys - centre[1]).mean()
+    assert occluders == {"source", "scene"}
 
 
 def test_fppc_needs_a_visible_weapon(park):

@@ -5,6 +5,11 @@ good part of it, as when a wrongly set collision mesh lets the camera's near geo
 through the gun. Negative: the very same layer (same source, placement, scale, lighting, blur,
 feathering, noise) composited *behind* the weapon: every weapon pixel keeps the target's value.
 Outside the weapon the two images are identical, so the only cue left is the occlusion order.
+
+A share of pairs (``scene_occluder_prob``) uses the scene itself as the occluder: the gun's far
+end disappears behind a straight cut into the surface behind it (inpainted from the gun's
+surroundings), which is what a viewmodel drawn in the world's depth pass looks like; the negative
+is then the untouched target.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from bugdet.augment.base import Objective, Sample, SourceMask, TargetFrame, UnusableTarget, register_objective
@@ -38,6 +44,11 @@ class FPPCParams:
     flip_prob: float = 0.5
     min_weapon_fraction: float = 0.004  # of the frame: a gun lowered almost out of view is no target
     cover_alpha: float = 0.25  # alpha above which a weapon pixel counts as covered (the bug mask)
+    # "scene" occluder: instead of a bank mask, the surface behind the gun swallows its far end,
+    # as when the viewmodel is drawn in the world's depth pass (the playtest world's FPPC bug).
+    scene_occluder_prob: float = 0.3
+    scene_hidden: tuple[float, float] = (0.15, 0.55)  # fraction of the weapon, from the muzzle back
+    scene_cut_tilt_deg: float = 35.0  # the surface's edge across the gun, tilted up to this much
     appearance: AppearanceParams = field(default_factory=AppearanceParams)
 
     def __post_init__(self) -> None:
@@ -68,6 +79,8 @@ class FPPCObjective(Objective):
         if xs.size < max(20, p.min_weapon_fraction * weapon.size):
             raise UnusableTarget(f"frame {target.frame_id}: weapon too small ({xs.size} px) for FPPC")
         H, W = weapon.shape
+        if rng.random() < p.scene_occluder_prob:
+            return self._scene_pair(target, weapon, xs, ys, rng)
         index, source = choose_source(sources, rng)
         weapon_extent = max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
         sh, sw = source.alpha.shape
@@ -128,5 +141,49 @@ class FPPCObjective(Objective):
             "outside_fraction": round(outside, 4),
             "placement_attempt": attempt,
             "appearance": look.to_meta(),
+            "occluder": "source",
         }
+        return self._samples(positive, negative, bug, meta)
+
+    def _scene_pair(
+        self, target: TargetFrame, weapon: np.ndarray, xs: np.ndarray, ys: np.ndarray, rng: np.random.Generator
+    ) -> tuple[Sample, Sample]:
+        """Positive: the gun's far end replaced by the scene continued over it (inpainted from
+        its surroundings) behind a straight cut; negative: the target itself. No paste at all,
+        so the pair differs only where the gun is swallowed."""
+        p = self.params
+        H, W = weapon.shape
+        # The muzzle is the weapon pixel nearest the screen centre, the hands sit at its bottom:
+        # depth along the gun grows from the grip towards the muzzle.
+        k = int(np.argmin((xs - W / 2) ** 2 + (ys - H / 2) ** 2))
+        tip = np.array([xs[k], ys[k]], dtype=np.float64)
+        grip = np.array([xs.mean(), ys.max()], dtype=np.float64)
+        axis = tip - grip
+        if np.linalg.norm(axis) < 1e-6:
+            axis = np.array([0.0, -1.0])
+        angle = np.arctan2(axis[1], axis[0]) + np.radians(rng.uniform(-p.scene_cut_tilt_deg, p.scene_cut_tilt_deg))
+        depth = (xs - grip[0]) * np.cos(angle) + (ys - grip[1]) * np.sin(angle)
+        hidden_fraction = float(rng.uniform(*p.scene_hidden))
+        cut = float(np.quantile(depth, 1.0 - hidden_fraction))
+        hide = depth >= cut
+        bug = np.zeros((H, W), dtype=bool)
+        bug[ys[hide], xs[hide]] = True
+        bx, by, bw, bh = cv2.boundingRect(bug.astype(np.uint8))
+        margin = 12
+        x0, y0 = max(0, bx - margin), max(0, by - margin)
+        x1, y1 = min(W, bx + bw + margin), min(H, by + bh + margin)
+        roi = np.ascontiguousarray(target.rgb[y0:y1, x0:x1])
+        # Fill from non-weapon pixels only: the whole gun (grown by a pixel for its anti-aliased
+        # rim) is unknown to the inpainting.
+        unknown = cv2.dilate(weapon[y0:y1, x0:x1].astype(np.uint8), np.ones((3, 3), np.uint8))
+        behind = cv2.inpaint(roi, unknown, 3, cv2.INPAINT_TELEA).astype(np.float32)
+        sigma = float(rng.uniform(*p.appearance.noise_sigma)) + 1.0
+        behind += rng.standard_normal(behind.shape, dtype=np.float32) * np.float32(sigma)
+        positive = target.rgb.copy()
+        sub = bug[y0:y1, x0:x1]
+        positive[y0:y1, x0:x1][sub] = np.clip(behind[sub] + 0.5, 0, 255).astype(np.uint8)
+        negative = target.rgb.copy()
+        meta = {"target_frame_id": target.frame_id, "occluder": "scene", "weapon_cover": round(hidden_fraction, 4),
+                "cut_angle_deg": round(float(np.degrees(angle)), 1), "noise_sigma": round(sigma, 3),
+                "source_mask_id": None, "source_frame_id": None, "source_label": None}
         return self._samples(positive, negative, bug, meta)
