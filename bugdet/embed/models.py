@@ -12,6 +12,7 @@ their options; it never falls back to random weights on its own.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -146,11 +147,15 @@ def _local_dir_arch(config_file: Path, fallback: str) -> str:
     return str(name) if name else f"local-dir:{fallback}"
 
 
+@functools.lru_cache(maxsize=2)
 def build_open_clip_model(spec: ModelSpec, device: str = "cpu") -> tuple[Any, Any]:
     """Build the open_clip model (eval mode) and its tokenizer for ``spec``.
 
     Random init is seeded (``spec.init_seed``) inside a forked RNG so an unpretrained model is the
     same model every time, which keeps its ONNX export cache and stored embeddings consistent.
+    The last two models built are kept (specs are immutable and name the weights' content), so a
+    long-lived process (review app, nightly job, a CLI session in tests) that embeds, then
+    refines with prompts, then labels frames loads the weights once. Callers must not modify them.
     """
     import torch
     import open_clip
