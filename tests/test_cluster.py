@@ -175,6 +175,28 @@ def test_summary_writes_contact_sheet_map_and_self_contained_html(toy_project):
     assert "http://" not in page and "https://" not in page and "<script" not in page
 
 
+def test_deleted_and_role_masks_stay_out_of_clusters_and_bank(toy_project):
+    from bugdet.segment.masks import MaskRecord, insert_masks
+    from bugdet.store.database import transaction
+
+    project = toy_project
+    conn = project.connect()
+    try:
+        first = conn.execute("SELECT id, frame_id, rle FROM masks ORDER BY id LIMIT 1").fetchone()
+        with transaction(conn):
+            conn.execute("DELETE FROM masks WHERE id = ?", (first["id"],))  # e.g. a replaced prompt mask
+            weapon = MaskRecord.from_mask(first["frame_id"], "prompt", np.ones((72, 96), bool), 1.0,
+                                          label="weapon", meta={"role": "weapon"})
+            insert_masks(conn, [weapon])
+    finally:
+        conn.close()
+    assert embed_masks(project, ColourHistogramTestEmbedder()).embedded == 0  # the role mask is not content
+    result = run_clustering(project, model_key=KEY, cfg=project.config.filter.cluster.model_copy(update={"k": 3}))
+    assert result.embedded == 37
+    bank_ids = {r.id for r in load_mask_bank(project)}
+    assert first["id"] not in bank_ids and weapon.id not in bank_ids
+
+
 def test_clustering_bad_inputs(tmp_path, toy_project):
     empty = new_project(tmp_path / "empty")
     with pytest.raises(InputError, match="no embedded masks"):

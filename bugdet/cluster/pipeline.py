@@ -8,6 +8,7 @@ cluster. Everything the run decided is stored (:mod:`bugdet.cluster.runs`) and t
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,10 +85,18 @@ def run_clustering(project: Project, model_key: str | None = None, cfg: ClusterC
         if len(ids) == 0:
             raise InputError("no embedded masks to cluster (run `bugdet segment` and `bugdet embed` first)")
         status = mask_status(conn, ids.tolist())
-        scores = dict(conn.execute("SELECT id, score FROM masks").fetchall())
+        content = {r["id"]: r["score"] for r in conn.execute("SELECT id, score, meta FROM masks")
+                   if not json.loads(r["meta"] or "{}").get("role")}
     finally:
         conn.close()
 
+    # Masks deleted since they were embedded, and role masks (a tester's weapon mask: an annotation
+    # for compositing, not scene content) never enter the clustering or the bank.
+    present = np.array([int(i) in content for i in ids], bool)
+    ids, vectors = ids[present], vectors[present]
+    if len(ids) == 0:
+        raise InputError("no embedded masks to cluster (run `bugdet segment` and `bugdet embed` first)")
+    scores = content
     accepted = np.array([status.get(int(i)) != "reject" for i in ids])
     n_rejected = int((~accepted).sum())
     ids, vectors = ids[accepted], vectors[accepted]

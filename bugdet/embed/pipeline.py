@@ -129,6 +129,8 @@ def embed_masks(project: Project, embedder: Embedder, progress: Progress | None 
         masks = list(iter_masks(conn))
     finally:
         conn.close()
+    # Role masks (e.g. a tester's weapon mask) annotate frames for compositing; they are not content to filter.
+    masks = [m for m in masks if not m.meta.get("role")]
     todo = [m for m in masks if m.id not in done and m.area > 0]
     progress.start(f"embedding {len(todo)} masks", len(todo))
     items = ((m.id, crop) for m, crop in _crops_by_frame(project, todo))
