@@ -28,6 +28,7 @@ from panda3d.core import (
     TextureAttrib, TransparencyAttrib, WindowProperties, loadPrcFileData,
 )
 
+from bugdet.playtest.haze import Haze
 from bugdet.playtest.world import WEAPON_ID, World
 
 NEAR = 0.03
@@ -113,6 +114,8 @@ class PlaytestRenderer:
         self.size: tuple[int, int] = (0, 0)
         self.color_pass: _Pass | None = None
         self.id_pass: _Pass | None = None
+        self._haze: Haze | None = None
+        self._haze_key: tuple | None = None
         for cam in (self.world_id_cam, self.vm_id_cam):
             node = cam.node()
             node.setInitialState(RenderState.make(
@@ -186,14 +189,29 @@ class PlaytestRenderer:
         assert self.color_pass is not None and self.id_pass is not None, "call resize() first"
         if self.world is not None and self.color_pass.world_region.getClearColor() != (*self.world.environment.sky_horizon, 1):
             self.color_pass.world_region.setClearColor((*self.world.environment.sky_horizon, 1))
+        haze = self._current_haze() if color else None
+        want_ids = ids or haze is not None
         self.color_pass.buffer.setActive(color)
-        self.id_pass.buffer.setActive(ids)
+        self.id_pass.buffer.setActive(want_ids)
         self.engine.renderFrame()
         rgb = self.color_pass.read().copy() if color else None
-        id_map = None
-        if ids:
-            id_map = decode_ids(self.id_pass.read())
-        return RenderOutput(rgb=rgb, ids=id_map)
+        id_map = decode_ids(self.id_pass.read()) if want_ids else None
+        if haze is not None and rgb is not None and id_map is not None:
+            m = self.eye.getMat(self.scene)
+            rotation = np.array([[m.getCell(r, c) for c in range(3)] for r in range(3)], dtype=np.float32)
+            pos = self.eye.getPos(self.scene)
+            rgb = haze.apply(rgb, id_map, np.array([pos[0], pos[1], pos[2]], dtype=np.float32), rotation)
+        return RenderOutput(rgb=rgb, ids=id_map if ids else None)
+
+    def _current_haze(self) -> Haze | None:
+        """The distance-fog compositor for the current world, size and field of view."""
+        if self.world is None or self.world.environment.haze <= 0:
+            return None
+        key = (id(self.world), self.size, round(self.lens.getHfov(), 6))
+        if self._haze_key != key:
+            self._haze = Haze(self.world, self.size[0], self.size[1], self.lens.getHfov())
+            self._haze_key = key
+        return self._haze
 
 
     def viewmodel_alone(self) -> np.ndarray:

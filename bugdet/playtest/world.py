@@ -54,6 +54,7 @@ class Environment:
     sky_top: tuple[float, float, float]
     sky_horizon: tuple[float, float, float]
     viewmodel_tint: tuple[float, float, float]
+    haze: float = 0.0  # strength of distance fog at the far end (0 = none)
 
 
 @dataclass
