@@ -120,20 +120,22 @@ class Player:
         """Walk into the nearest obstacle and keep pushing (corners, walls, trunks, rocks).
 
         ``tall_only`` picks only obstacles that reach the weapon's height (walls, houses, trunks,
-        pillars, doors) or, for rocks, looks down at them: props below the weapon cannot hide it.
+        pillars, doors): the weapon passes over rocks, crates and benches.
         """
         if not tall_only:
             sx, sy = self._nearest_surface()
             return Task("push", (sx, sy), duration=duration, requested=requested, pitch=float(self.rng.uniform(-8, 4)))
-        tall = {"wall", "building", "tree", "pillar", "door", "rock"}
-        options = [c for c in self.world.colliders if self.world.objects[c.oid].category in tall]
+        tall = {"wall", "building", "tree", "pillar", "door"}
+
+        def reaches_weapon(c) -> bool:
+            return self.world.objects[c.oid].category in tall
+
+        options = [c for c in self.world.colliders if reaches_weapon(c)]
         if not options:
             return self.push_task(duration, requested)
         nearest = min(options, key=lambda c: (c.signed_distance(self.x, self.y), c.oid))
         sx, sy = nearest.closest_point(self.x, self.y)
-        rock = self.world.objects[nearest.oid].category == "rock"
-        pitch = float(self.rng.uniform(-35, -22) if rock else self.rng.uniform(-8, 4))
-        return Task("push", (sx, sy), duration=duration, requested=requested, pitch=pitch)
+        return Task("push", (sx, sy), duration=duration, requested=requested, pitch=float(self.rng.uniform(-8, 4)))
 
     def _hug_task(self) -> Task:
         """Walk along the nearest wall at arm's length, glancing at it."""
@@ -181,6 +183,12 @@ class Player:
         """The bug scheduler steering the player (replaces whatever it was doing).
 
         A far test point is reached by jumping there, as QA bots do, rather than by a long walk."""
+        if task.kind == "push" and math.hypot(task.target[0] - self.x, task.target[1] - self.y) > 8.0:
+            tx, ty = task.target
+            dx, dy = self.x - tx, self.y - ty
+            norm = math.hypot(dx, dy) or 1.0
+            self.x, self.y = push_out(self.world.colliders, tx + dx / norm * (RADIUS + 1.0), ty + dy / norm * (RADIUS + 1.0), RADIUS)
+            self.h = heading_to(tx - self.x, ty - self.y)
         if task.kind == "look":
             route = [task.target] + (task.waypoints or [])
             length = sum(math.dist(a, b) for a, b in zip([(self.x, self.y)] + route[:-1], route))

@@ -26,7 +26,7 @@ def record(spec: PlaytestSpec, out_dir: Path, jpeg: bool = False, mp4: bool = Fa
     progress = progress or NullProgress()
     session = PlaytestSession(spec)
     info = SessionInfo(
-        session_id=session_id(spec), seed=spec.seed, scene=f"{spec.scene}/{session.variant}", width=spec.width,
+        session_id=session_id(spec), seed=spec.seed, scene=spec.scene, width=spec.width,
         height=spec.height, fps=spec.fps, bug_types=list(spec.bugs), prevalence=spec.prevalence, split=session.split,
         objects=session.objects, generator=session.generator_info(),
     )

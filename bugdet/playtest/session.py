@@ -23,7 +23,7 @@ from bugdet.playtest.renderer import PlaytestRenderer, get_renderer
 from bugdet.playtest.scenes import SCENES, load_world
 from bugdet.playtest.seeding import stream
 from bugdet.playtest.split import split_for_seed, variant_for
-from bugdet.playtest.viewmodel import WEAPONS, ViewmodelAnimator, build_weapon
+from bugdet.playtest.viewmodel import WEAPONS, ViewmodelAnimator, build_weapon, set_muzzle_flash
 from bugdet.playtest.world import WEAPON_ID, World
 
 
@@ -100,7 +100,8 @@ class PlaytestSession:
         r.set_world(world)
         r.set_fppc_bug(False)
         r.set_fov(self.fov)
-        r.set_weapon(build_weapon(self.weapon))
+        weapon_node = build_weapon(self.weapon)
+        r.set_weapon(weapon_node)
         player = Player(world, stream(spec.seed, "route"))
         animator = ViewmodelAnimator(self.weapon)
         actions = stream(spec.seed, "actions")
@@ -116,6 +117,7 @@ class PlaytestSession:
                 elif actions.random() < 0.006:
                     animator.start_reload()
             vm_pos, vm_hpr = animator.step(dt, state.speed, state.yaw_rate, state.pitch_rate)
+            set_muzzle_flash(weapon_node, animator.flash)
             eye = (state.x, state.y, state.z, state.h, state.p, 0.0)
             r.set_eye(*eye)
             r.set_weapon_pose(vm_pos, vm_hpr)

@@ -86,7 +86,37 @@ def build_weapon(kind: str) -> NodePath:
     node = NodePath(mb.build(kind))
     node.setLightOff(1)
     node.setTextureOff(1)
+    flash = node.attachNewNode(_muzzle_flash(MUZZLE[kind]))
+    flash.setName("muzzle_flash")
+    flash.hide()
     return node
+
+
+#: muzzle position of each weapon in its own frame
+MUZZLE = {"rifle": (0.0, 1.08, 0.015), "shotgun": (0.0, 1.01, 0.02), "pistol": (0.0, 0.68, 0.0)}
+
+
+def _muzzle_flash(at: tuple[float, float, float]):
+    """A star of bright quads at the muzzle, shown for the first frames after a shot."""
+    mb = MeshBuilder()
+    x, y, z = at
+    core, outer = (1.0, 0.95, 0.7, 1.0), (1.0, 0.65, 0.2, 1.0)
+    for k in range(4):
+        a = math.pi * k / 4
+        dx, dz = math.cos(a) * 0.09, math.sin(a) * 0.09
+        for sign in (1, -1):  # both windings, so the star shows from any side
+            corners = [(x - dx, y, z - dz), (x + dx, y, z + dz), (x + dx * 0.3, y + 0.12, z + dz * 0.3), (x - dx * 0.3, y + 0.12, z - dz * 0.3)]
+            if sign < 0:
+                corners = corners[::-1]
+            mb.quad(corners, (0, -sign, 0), [(0, 0)] * 4, outer)
+    mb.box((x, y + 0.02, z), (0.06, 0.05, 0.06), core)
+    return mb.build("muzzle_flash")
+
+
+def set_muzzle_flash(weapon: NodePath, on: bool) -> None:
+    flash = weapon.find("muzzle_flash")
+    if not flash.isEmpty():
+        flash.show() if on else flash.hide()
 
 
 #: where each weapon sits relative to the eye (right, forward, down) and its slight inward yaw
@@ -116,6 +146,11 @@ class ViewmodelAnimator:
     @property
     def busy(self) -> bool:
         return self.reload_t >= 0
+
+    @property
+    def flash(self) -> bool:
+        """The muzzle flash shows for about two frames after a shot."""
+        return self.recoil > 0.6
 
     def step(self, dt: float, speed: float, yaw_rate: float, pitch_rate: float) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
         """Advance by ``dt`` and return the weapon's (pos, hpr) in eye space."""
