@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-message-mb", type=int, default=64)
     parser.add_argument("--workers", type=int, default=32)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--intra-op-threads", type=int, default=0, help="onnxruntime threads per inference (0 = all cores)")
     parser.add_argument("--token", default=os.environ.get("BUGDET_SERVE_TOKEN"))
     parser.add_argument("--tls-cert", type=Path)
     parser.add_argument("--tls-key", type=Path)
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     config = ServerConfig(
         models_dir=args.models, host=args.host, port=args.port, metrics_port=args.metrics_port, max_batch=args.max_batch,
         max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, max_message_bytes=args.max_message_mb << 20,
-        workers=args.workers, device=args.device, token=args.token, tls=tls, poll_s=args.poll_s,
+        workers=args.workers, device=args.device, intra_op_threads=args.intra_op_threads, token=args.token, tls=tls, poll_s=args.poll_s,
     )
     try:
         run_forever(config, announce=lambda line: print(line, flush=True))

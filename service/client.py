@@ -74,7 +74,11 @@ class DetectionClient:
     def stream(self, frames: Iterable[Any], model: str = "", include_heatmaps: bool = False, timeout: float | None = None) -> Iterator[Any]:
         """Results of a DetectStream (completion order; match them by ``id``)."""
         requests = (pb.DetectStreamRequest(model=model, frame=f, include_heatmaps=include_heatmaps) for f in frames)
-        return self.stub.DetectStream(requests, timeout=timeout or self.timeout, metadata=self._metadata)
+        return self.stream_requests(requests, timeout)
+
+    def stream_requests(self, requests: Iterable[Any], timeout: float | None = None) -> Iterator[Any]:
+        """DetectStream of prepared ``DetectStreamRequest`` messages."""
+        return self.stub.DetectStream(iter(requests), timeout=timeout or self.timeout, metadata=self._metadata)
 
     def info(self, model: str = "") -> Any:
         return self.stub.GetModelInfo(pb.ModelInfoRequest(model=model), timeout=self.timeout, metadata=self._metadata)

@@ -30,6 +30,7 @@ class ServerConfig:
     max_frames_per_request: int = 64
     workers: int = 32
     device: str = "auto"
+    intra_op_threads: int = 0  # onnxruntime threads per inference; 0 = all cores
     token: str | None = None
     tls: TlsConfig | None = None
     poll_s: float = 2.0

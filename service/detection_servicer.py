@@ -20,7 +20,7 @@ from service.requests import deadline_of, fill_result, frame_pixels, run_frames
 
 pb, pb_grpc = protos.detection()
 
-_END = object()
+_END, _DONE, _FAILED = object(), object(), object()  # DetectStream event kinds
 
 
 class DetectionServicer(pb_grpc.DetectionServicer):
@@ -61,77 +61,72 @@ class DetectionServicer(pb_grpc.DetectionServicer):
     def DetectStream(self, request_iterator, context):  # noqa: N802
         """Read frames on a helper thread, answer as batches complete (matched by frame id).
 
-        At most ``stream_window`` frames of one stream are in flight; reading pauses beyond that,
-        which pushes back on the client through gRPC flow control instead of growing a queue.
+        The batch worker only hands finished futures back (a queue put); results are built here,
+        on the RPC's own thread, so building protobufs overlaps the next batch's inference instead
+        of delaying it. At most ``stream_window`` frames of one stream are in flight; reading
+        pauses beyond that, which pushes back on the client through gRPC flow control.
         """
         started = time.perf_counter()
-        results: queue.Queue = queue.Queue()
+        events: queue.SimpleQueue = queue.SimpleQueue()
         window = threading.Semaphore(self.config.stream_window)
-        reader = threading.Thread(target=self._read_stream, args=(request_iterator, context, results, window), daemon=True)
+        reader = threading.Thread(target=self._read_stream, args=(request_iterator, context, events, window), daemon=True)
         reader.start()
         expected, produced = None, 0
         try:
             while expected is None or produced < expected:
-                item = results.get()
-                if isinstance(item, tuple):  # (_END, frames submitted): the client closed its side
-                    expected = item[1]
+                kind, *payload = events.get()
+                if kind is _END:  # the client closed its side after `payload[0]` frames
+                    expected = payload[0]
                     continue
                 produced += 1
                 window.release()
-                yield item
+                yield self._stream_result(kind, *payload)
         finally:
             self._finish("DetectStream", started, grpc.StatusCode.OK if context.is_active() else grpc.StatusCode.CANCELLED)
 
-    def _read_stream(self, request_iterator, context, results: queue.Queue, window: threading.Semaphore) -> None:
+    def _read_stream(self, request_iterator, context, events: queue.SimpleQueue, window: threading.Semaphore) -> None:
         submitted = 0
         try:
             for request in request_iterator:
                 window.acquire()
                 submitted += 1
-                self._submit_stream_frame(request, context, results)
+                started = time.perf_counter()
+                try:
+                    model = self.registry.get(request.model)
+                    frame = request.frame
+                    pixels = frame_pixels(frame, pb, model, self.config.max_frame_bytes, f"frame {frame.id or 'no id'}")
+                    future = self.batcher.submit(model, pixels[None], deadline_of(context), wait_for_room=True)
+                except Exception as exc:  # noqa: BLE001 - this frame fails, the stream goes on
+                    events.put((_FAILED, request, exc, started))
+                    continue
+                future.add_done_callback(lambda f, r=request, m=model, t=started: events.put((_DONE, r, m, f, t)))
         except Exception:  # noqa: BLE001 - the client went away or cancelled; stop reading
             pass
         finally:
-            results.put((_END, submitted))
+            events.put((_END, submitted))
 
-    def _submit_stream_frame(self, request, context, results: queue.Queue) -> None:
+    def _stream_result(self, kind, request, *payload):
         frame = request.frame
-        started = time.perf_counter()
-
-        def failed(exc: BaseException) -> None:
-            code, message = status_for(exc)
-            result = pb.FrameResult(id=frame.id)
-            if frame.HasField("metadata"):
-                result.metadata.CopyFrom(frame.metadata)
-            result.error.code, result.error.message = code.value[0], message
-            result.server_time.GetCurrentTime()
-            self.metrics.requests.inc(method="DetectStream.frame", code=code.name)
-            results.put(result)
-
-        try:
-            model = self.registry.get(request.model)
-            pixels = frame_pixels(frame, pb, model, self.config.max_frame_bytes, f"frame {frame.id or 'no id'}")
-            future = self.batcher.submit(model, pixels[None], deadline_of(context), wait_for_room=True)
-        except Exception as exc:  # noqa: BLE001
-            failed(exc)
-            return
-
-        def done(fut) -> None:
-            try:
-                scores, heatmaps = fut.result()
-            except Exception as exc:  # noqa: BLE001
-                failed(exc)
-                return
-            result = pb.FrameResult(id=frame.id)
-            if frame.HasField("metadata"):
-                result.metadata.CopyFrom(frame.metadata)
-            fill_result(result, pb, model, scores[0], heatmaps[0], request.include_heatmaps)
-            self.metrics.frames.inc(1, model=model.name)
-            self.metrics.requests.inc(method="DetectStream.frame", code="OK")
-            self.metrics.latency.observe(time.perf_counter() - started, method="DetectStream.frame")
-            results.put(result)
-
-        future.add_done_callback(done)
+        result = pb.FrameResult(id=frame.id)
+        if frame.HasField("metadata"):
+            result.metadata.CopyFrom(frame.metadata)
+        if kind is _DONE:
+            model, future, started = payload
+            error = future.exception()
+            if error is None:
+                scores, heatmaps = future.result()
+                fill_result(result, pb, model, scores[0], heatmaps[0], request.include_heatmaps)
+                self.metrics.frames.inc(1, model=model.name)
+                self.metrics.requests.inc(method="DetectStream.frame", code="OK")
+                self.metrics.latency.observe(time.perf_counter() - started, method="DetectStream.frame")
+                return result
+        else:
+            error, started = payload
+        code, message = status_for(error)
+        result.error.code, result.error.message = code.value[0], message
+        result.server_time.GetCurrentTime()
+        self.metrics.requests.inc(method="DetectStream.frame", code=code.name)
+        return result
 
     def GetModelInfo(self, request, context):  # noqa: N802
         started = time.perf_counter()

@@ -43,10 +43,11 @@ def _fingerprint(directory: Path) -> tuple:
 
 class ModelRegistry:
     def __init__(self, models_dir: Path, device: str = "auto", warm_batches: tuple[int, ...] = (1,),
-                 on_change: Callable[[], None] | None = None):
+                 on_change: Callable[[], None] | None = None, intra_op_threads: int = 0):
         self.models_dir = Path(models_dir)
         self.device = device
         self.warm_batches = warm_batches
+        self.intra_op_threads = intra_op_threads
         self._models: dict[str, LoadedModel] = {}
         self._refused: dict[Path, tuple] = {}
         self._scan_lock = threading.Lock()
@@ -101,7 +102,7 @@ class ModelRegistry:
                     fingerprint = _fingerprint(manifest.directory)
                     try:
                         verified = load_manifest(manifest.directory, verify=True)
-                        model = load_model(verified, self.device, self.warm_batches)
+                        model = load_model(verified, self.device, self.warm_batches, self.intra_op_threads)
                     except PackageError as exc:
                         self._refuse(manifest.directory, fingerprint, str(exc), report)
                         continue

@@ -26,13 +26,20 @@ def providers_for(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def new_session(model_path: str, device: str = "auto"):
-    """The session settings the service uses; the benchmark's in-process baseline uses the same."""
+def new_session(model_path: str, device: str = "auto", intra_op_threads: int = 0):
+    """The session settings the service uses; the benchmark's in-process baseline uses the same.
+
+    ``intra_op_threads`` 0 lets onnxruntime use every core.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    # No busy-waiting between runs: on a small shared CPU, spinning intra-op threads steal the
+    # cores that gRPC threads need to decode and answer (and a client's own session, if any).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model_path, sess_options=options, providers=providers_for(device))
 
 
@@ -73,14 +80,14 @@ class LoadedModel:
         return scores, heatmaps
 
 
-def load_model(manifest: PackageManifest, device: str = "auto", warm_batches: tuple[int, ...] = (1,)) -> LoadedModel:
+def load_model(manifest: PackageManifest, device: str = "auto", warm_batches: tuple[int, ...] = (1,), intra_op_threads: int = 0) -> LoadedModel:
     """Create the session, check its signature against the manifest and run warm-up batches.
 
     Anything wrong (unloadable graph, wrong input, outputs that disagree with the manifest) raises
     :class:`PackageError`, so a bad package is refused before it can replace a working one.
     """
     try:
-        session = new_session(str(manifest.model_path), device)
+        session = new_session(str(manifest.model_path), device, intra_op_threads)
     except PackageError:
         raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types

@@ -42,7 +42,7 @@ class DetectionServer:
         self.config = config
         self.metrics = Metrics()
         self.registry = ModelRegistry(config.models_dir, config.device, warm_batches=tuple(sorted({1, config.max_batch})),
-                                      on_change=self._update_health)
+                                      on_change=self._update_health, intra_op_threads=config.intra_op_threads)
         self.batcher = DynamicBatcher(config.max_batch, config.max_queue, config.max_queue_delay_ms, self.metrics)
         self.health = health.HealthServicer()
         interceptors = [BearerTokenInterceptor(config.token)] if config.token else []

@@ -113,6 +113,7 @@ def serve(
     max_message_mb: int = typer.Option(64, "--max-message-mb", min=1, help="Largest request or response message."),
     workers: int = typer.Option(32, "--workers", min=1, help="gRPC handler threads."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when onnxruntime-gpu and a GPU exist), cpu or cuda."),
+    intra_op_threads: int = typer.Option(0, "--intra-op-threads", min=0, help="onnxruntime threads per inference (0 = all cores)."),
     token: Optional[str] = typer.Option(None, "--token", envvar="BUGDET_SERVE_TOKEN", help="Require 'authorization: Bearer TOKEN' (env BUGDET_SERVE_TOKEN)."),
     tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="PEM certificate chain: serve TLS."),
     tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="PEM private key for --tls-cert."),
@@ -133,7 +134,7 @@ def serve(
     config = ServerConfig(
         models_dir=models, host=host, port=port, metrics_port=metrics_port, max_batch=max_batch,
         max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, max_message_bytes=max_message_mb << 20,
-        workers=workers, device=device, token=token, tls=tls, poll_s=poll_s,
+        workers=workers, device=device, intra_op_threads=intra_op_threads, token=token, tls=tls, poll_s=poll_s,
     )
     run_forever(config, announce=lambda line: console.print(line))
 

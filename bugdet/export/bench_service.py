@@ -2,6 +2,8 @@
 
 One run, one model, one set of frames:
 
+Measurements are interleaved (see :func:`measure`) because the benchmark machine is shared.
+
 * ``inproc_p50_ms``: onnxruntime ``session.run`` on one frame (batch 1), same session options as
   the service; ``inproc_batched_fps``: the same on batches of ``max_batch`` frames.
 * ``grpc_p50_ms`` / ``grpc_p99_ms``: a unary ``Detect`` of one raw RGB8 frame at the model's
@@ -52,59 +54,66 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_frames: int, max_batch: int) -> dict[str, Any]:
-    from service.client import DetectionClient, SpawnedServer, raw_frame
+def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_frames: int, max_batch: int, rounds: int = 3,
+            server_flags: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Interleaved measurements: the machine's other load hits both sides of each ratio alike.
+
+    Latency alternates one in-process call and one gRPC call; throughput alternates rounds of
+    in-process batches and whole streams (``rounds`` of ``stream_frames`` each) and compares medians.
+    """
+    from service.client import DetectionClient, SpawnedServer, pb, raw_frame
     from service.model_package import load_manifest
     from service.runtime import new_session
 
     manifest = load_manifest(package)
-    session = new_session(str(manifest.model_path), "auto")
-    single = [f[None] for f in frames]
-    for batch in single[:5]:
-        session.run(None, {"images": batch})
-    inproc = []
-    for i in range(iterations):
-        started = time.perf_counter()
-        session.run(None, {"images": single[i % len(single)]})
-        inproc.append((time.perf_counter() - started) * 1000)
-    batches = [np.stack([frames[(b * max_batch + j) % len(frames)] for j in range(max_batch)]) for b in range(4)]
-    session.run(None, {"images": batches[0]})
-    batched_frames, started = 0, time.perf_counter()
-    while batched_frames < stream_frames:
-        session.run(None, {"images": batches[(batched_frames // max_batch) % len(batches)]})
-        batched_frames += max_batch
-    inproc_fps = batched_frames / (time.perf_counter() - started)
-    del session
-
-    with SpawnedServer(str(package.parent), "--max-batch", str(max_batch)) as server:
+    with SpawnedServer(str(package.parent), "--max-batch", str(max_batch), *server_flags) as server:
         client = DetectionClient(server.address, timeout=60)
+        session = new_session(str(manifest.model_path), "auto")
+        single = [f[None] for f in frames]
         requests = [raw_frame(f, str(i)) for i, f in enumerate(frames)]
-        for request in requests[:5]:
-            client.detect([request])
-        remote = []
+        for i in range(5):
+            session.run(None, {"images": single[i]})
+            client.detect([requests[i]])
+        inproc, remote = [], []
         for i in range(iterations):
+            started = time.perf_counter()
+            session.run(None, {"images": single[i % len(single)]})
+            inproc.append((time.perf_counter() - started) * 1000)
             started = time.perf_counter()
             client.detect([requests[i % len(requests)]])
             remote.append((time.perf_counter() - started) * 1000)
-        stream_input = [raw_frame(frames[i % len(frames)], str(i)) for i in range(stream_frames)]
-        list(client.stream(stream_input[: max_batch * 2]))  # warm the stream path
-        started = time.perf_counter()
-        received = sum(1 for r in client.stream(stream_input, timeout=600) if not r.HasField("error"))
-        stream_fps = received / (time.perf_counter() - started)
+
+        batches = [np.stack([frames[(b * max_batch + j) % len(frames)] for j in range(max_batch)]) for b in range(4)]
+        stream_input = [pb.DetectStreamRequest(frame=raw_frame(frames[i % len(frames)], str(i))) for i in range(stream_frames)]
+        session.run(None, {"images": batches[0]})
+        list(client.stream_requests(stream_input[: max_batch * 2]))  # warm the stream path
+        inproc_fps, stream_fps = [], []
+        for _ in range(rounds):
+            done, started = 0, time.perf_counter()
+            while done < stream_frames:
+                session.run(None, {"images": batches[(done // max_batch) % len(batches)]})
+                done += max_batch
+            inproc_fps.append(done / (time.perf_counter() - started))
+            started = time.perf_counter()
+            received = sum(1 for r in client.stream_requests(stream_input, timeout=600) if not r.HasField("error"))
+            stream_fps.append(received / (time.perf_counter() - started))
+            if received != stream_frames:
+                raise RuntimeError(f"stream returned {received} good results for {stream_frames} frames")
         info = client.info()
         client.close()
-    if received != stream_frames:
-        raise RuntimeError(f"stream returned {received} good results for {stream_frames} frames")
     inproc_p50, grpc_p50 = statistics.median(inproc), statistics.median(remote)
+    inproc_rate, stream_rate = statistics.median(inproc_fps), statistics.median(stream_fps)
     return {
         "inproc_p50_ms": round(inproc_p50, 3),
         "inproc_p99_ms": round(_percentile(inproc, 99), 3),
         "grpc_p50_ms": round(grpc_p50, 3),
         "grpc_p99_ms": round(_percentile(remote, 99), 3),
         "latency_ratio": round(grpc_p50 / inproc_p50, 4),
-        "inproc_batched_fps": round(inproc_fps, 2),
-        "stream_fps": round(stream_fps, 2),
-        "throughput_ratio": round(stream_fps / inproc_fps, 4),
+        "inproc_batched_fps": round(inproc_rate, 2),
+        "stream_fps": round(stream_rate, 2),
+        "throughput_ratio": round(stream_rate / inproc_rate, 4),
+        "inproc_batched_fps_rounds": [round(v, 1) for v in inproc_fps],
+        "stream_fps_rounds": [round(v, 1) for v in stream_fps],
         "iterations": iterations,
         "stream_frames": stream_frames,
         "max_batch": max_batch,
@@ -112,6 +121,7 @@ def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_fra
         "model": f"{manifest.name}-{manifest.version}",
         "execution_provider": info.execution_provider,
         "cpu_count": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "machine": platform.machine(),
     }
 
@@ -121,7 +131,8 @@ def bench_service(
     package: Optional[Path] = typer.Option(None, "--package", help="An exported model package (default: export compact_cnn, untrained)."),
     model_config: str = typer.Option("compact_cnn", "--model", help="Detector config to export when no --package is given."),
     iterations: int = typer.Option(200, "--iterations", min=10, help="Timed batch-1 calls, in process and over gRPC."),
-    stream_frames: int = typer.Option(480, "--stream-frames", min=16, help="Frames in the timed stream."),
+    stream_frames: int = typer.Option(320, "--stream-frames", min=16, help="Frames per timed stream (and per in-process round)."),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="Alternating throughput rounds; medians are compared."),
     max_batch: int = typer.Option(16, "--max-batch", min=1, help="Batch size of the in-process baseline and the server's max batch."),
 ) -> None:
     """Service overhead: gRPC Detect latency and streaming throughput vs in-process onnxruntime."""
@@ -137,7 +148,7 @@ def bench_service(
 
         manifest = load_manifest(package)
         frames = _frames(24, manifest.input.height, manifest.input.width)
-        result = measure(package, frames, iterations, stream_frames, max_batch)
+        result = measure(package, frames, iterations, stream_frames, max_batch, rounds)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=2) + "\n")
     typer.echo(json.dumps(result))
