@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -175,12 +176,15 @@ def test_pairs_differ_only_where_the_bug_mask_is_set(park, bug):
 
 def test_missing_texture_paints_a_magenta_black_checker(park):
     _, targets, sources = park
-    pos, neg = draw_pair(build_objective("missing_texture", shading=(0.0, 0.0), appearance={"noise_sigma": (0, 0)}),
-                         targets, sources, pair_rng(0, 0))
-    inner = pos.image[pos.mask].astype(int)
+    objective = build_objective("missing_texture", shading=(0.0, 0.0), area_fraction=(0.1, 0.2),
+                                appearance={"noise_sigma": (0, 0)})
+    pos, neg = draw_pair(objective, targets, sources, pair_rng(0, 0))
+    core = cv2.erode(pos.mask.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)  # away from the feathered rim
+    assert core.sum() > 100
+    inner = pos.image[core].astype(int)
     magenta = (inner[:, 0] > 200) & (inner[:, 2] > 200) & (inner[:, 1] < 40)
     black = inner.max(axis=1) < 40
-    assert (magenta | black).mean() > 0.8 and magenta.mean() > 0.2 and black.mean() > 0.2
+    assert (magenta | black).mean() > 0.7 and magenta.mean() > 0.2 and black.mean() > 0.2
 
 
 def test_low_res_and_stretched_lose_detail_inside_the_region(park):

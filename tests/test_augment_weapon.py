@@ -1,12 +1,15 @@
 """Weapon (viewmodel) masks without an engine stencil, checked against the playtest world's
 engine masks on real recorded sessions.
 
-Thresholds: on five playtest sessions (park and indoor, seeds 1-5, all three weapons, every 3rd
-of 300 frames) the temporal estimator reached a pooled IoU of 0.91-0.96 and a per-frame median
-of 0.94-0.98 against the engine stencil; the losses are the viewmodel's bobbing edges and the
-reload animation (the gun leaves the screen for ~15% of frames, where the estimator answers
-"no weapon"). The tests ask for pooled IoU >= 0.8 and median >= 0.85: a clear margin for a
-different seed, and far above what a wrong region scores (the stable sky or ground: < 0.3).
+Thresholds: on ten playtest sessions (park and indoor, train/val/test seeds, all three weapons,
+every 3rd of 300 frames) the temporal estimator reached a pooled IoU of 0.76-0.94 (0.92 typical)
+and a per-frame median of 0.85-0.97 against the engine stencil. The losses are the viewmodel's
+bobbing edges and reloads: the gun leaves the screen for 5-40% of frames, where the estimator
+answers "no weapon" (the worst session, park seed 12, has the gun lowered in over a third of its
+frames). The two sessions tested here measure about 0.90/0.94; the tests ask for pooled IoU
+>= 0.8 and per-frame median >= 0.85, a margin for platform rounding, and far above what a wrong
+region scores (the stable sky or ground: below 0.3). Prompt propagation from one frame scores
+0.84-0.95 pooled on the same sessions; its test asks for 0.85 pooled and 0.9 median.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ def test_prompt_propagation_follows_the_weapon_across_frames(park_shotgun):
     engine = load_targets(park_shotgun, weapon_source="engine")
     # the tester's prompt: the viewmodel segmented on one frame with the gun fully in view
     areas = np.array([t.weapon_mask.sum() for t in engine])
-    ref = engine[int(np.argmax(areas >= np.median(areas)))]
+    ref = engine[int(np.argmax(areas >= 0.9 * np.percentile(areas, 90)))]
     conn = park_shotgun.connect()
     ensure_masks_schema(conn)
     with transaction(conn):

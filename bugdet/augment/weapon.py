@@ -15,6 +15,7 @@ Two estimators, both ending in the same per-frame step, :func:`propagate_mask`:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -29,9 +30,10 @@ class PropagationParams:
     grow_iterations: int = 3  # px the mask may grow into same-coloured neighbours
     grow_tol: float = 14.0
     min_component: int = 20  # px: smaller islands are noise
-    # A frame whose best match is this many times worse than the capture's median match has no
-    # recognisable weapon (lowered for a reload, switched, hidden): it gets an empty mask.
-    outlier_residual: float = 2.5
+    # A frame whose best match is this many times worse than the capture's good matches (their
+    # 20th percentile: the gun may be lowered in most frames) has no recognisable weapon
+    # (lowered for a reload, switched, hidden): it gets an empty mask.
+    outlier_residual: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -41,12 +43,16 @@ class TemporalParams:
     # Viewmodels are drawn with the same flat/baked shading every frame, so their pixels repeat
     # almost exactly; textured ground only repeats its mean colour. A tight tolerance separates them.
     stability_tol: float = 2.0  # grey levels a pixel may differ from the median and count as unchanged
-    min_stability: float = 0.5  # fraction of frames a viewmodel pixel must be unchanged in
+    min_stability: float = 0.35  # fraction of frames a viewmodel pixel must be unchanged in
     min_speck: int = 12  # px: stable specks smaller than this are texture coincidences
     merge_px: int = 9  # closing diameter that joins the viewmodel's parts across their moving edges
     min_area_fraction: float = 0.004  # smallest viewmodel component, fraction of the frame
     bottom_band: float = 0.1  # a component must reach into this bottom fraction of the frame
     refine_passes: int = 1  # re-estimate on frames aligned to the first template (sharper edges)
+    reference_frames: int = 8  # frames tried as the reference besides the median
+    # After alignment only frames showing the gun remain, so the viewmodel is stable in nearly
+    # all of them and a stricter threshold drops ground that the loose first pass let in.
+    refine_min_stability: float = 0.6
 
 
 @dataclass
@@ -164,11 +170,11 @@ def propagate_masks(
     ref_rgb: np.ndarray, ref_mask: np.ndarray, frames: Sequence[np.ndarray], params: PropagationParams = PropagationParams()
 ) -> list[Propagated]:
     """:func:`propagate_mask` over frames of one capture, emptying the masks of frames whose match
-    is an outlier (weapon lowered, holstered or off-screen) relative to the capture's median."""
+    is an outlier (weapon lowered, holstered or off-screen) relative to the capture's good matches."""
     out = [propagate_mask(ref_rgb, ref_mask, f, params) for f in frames]
     residuals = np.array([p.residual for p in out if np.isfinite(p.residual)])
     if residuals.size:
-        limit = params.outlier_residual * max(float(np.median(residuals)), 1.0)
+        limit = params.outlier_residual * max(float(np.percentile(residuals, 20)), 1.0)
         for p in out:
             if p.residual > limit:
                 p.mask = np.zeros_like(p.mask)
@@ -194,7 +200,8 @@ def estimate_weapon_masks(
         aligned = [_shift(f, -p.offset[0], -p.offset[1]) for f, p in zip(pool, matches) if p.mask.any()]
         if len(aligned) < temporal.min_frames:
             break
-        refined_median, refined = temporal_template(aligned, temporal)
+        refined_median, refined = temporal_template(
+            aligned, dataclasses.replace(temporal, min_stability=temporal.refine_min_stability))
         if not refined.any():
             break
         median, mask = refined_median, refined
@@ -207,19 +214,35 @@ def estimate_weapon_masks(
 
 
 def temporal_template(frames: Sequence[np.ndarray], params: TemporalParams = TemporalParams()) -> tuple[np.ndarray, np.ndarray]:
-    """The median frame and the viewmodel mask on it, from frames of one capture.
+    """A reference image and the viewmodel mask on it, from frames of one capture.
 
-    A pixel belongs to the viewmodel when it matches the median in most frames (the world behind
-    moves, the viewmodel does not) and its stable component reaches the bottom edge of the screen
-    and lies in the lower half (viewmodels are drawn there, anchored to the camera). The sky is
-    also stable but hangs from the top, so the anchoring rule rejects it.
+    A pixel belongs to the viewmodel when it matches the reference in many frames (the world
+    behind moves, the viewmodel does not) and its stable component reaches the bottom of the
+    screen from the lower half (viewmodels are anchored there). The sky is also stable but hangs
+    from the top, so the anchoring rule rejects it. The reference is the per-pixel median, or
+    one of a few evenly spaced frames when that explains more stable viewmodel pixels: when
+    the gun is lowered (reloads) in many frames, the median no longer shows it, a frame does.
     """
     if len(frames) < params.min_frames:
         raise ValueError(f"temporal weapon estimation needs at least {params.min_frames} frames, got {len(frames)}")
     stack = np.stack([np.asarray(f) for f in frames]).astype(np.int16)
-    median = np.median(stack, axis=0).astype(np.uint8)
-    unchanged = np.abs(stack - median[None].astype(np.int16)).max(axis=3) <= params.stability_tol
-    stability = unchanged.mean(axis=0)
+    candidates = [np.median(stack, axis=0).astype(np.uint8)]
+    picks = np.linspace(0, len(frames) - 1, params.reference_frames).round().astype(int)
+    candidates += [np.asarray(frames[i]) for i in sorted(set(picks.tolist()))]
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    for reference in candidates:
+        unchanged = np.abs(stack - reference[None].astype(np.int16)).max(axis=3) <= params.stability_tol
+        stability = unchanged.mean(axis=0)
+        mask = _anchored_mask(stability, params)
+        score = float(stability[mask].sum())
+        if best is None or score > best[0]:
+            best = (score, reference, mask)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _anchored_mask(stability: np.ndarray, params: TemporalParams) -> np.ndarray:
+    """Stable components anchored to the bottom of the screen, merged and hole-filled."""
     stable = _drop_small(stability >= params.min_stability, params.min_speck)
     # The viewmodel's flat-shaded parts are separated by edges that bob (unstable): close them
     # into one silhouette before deciding which components are anchored to the screen bottom.
@@ -237,8 +260,7 @@ def temporal_template(frames: Sequence[np.ndarray], params: TemporalParams = Tem
             and top > 0  # the sky hangs from the top edge
             and centroids[c][1] >= H / 2
         )
-    mask = _fill_holes(keep[labels])
-    return median, mask
+    return _fill_holes(keep[labels])
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
