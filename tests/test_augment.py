@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bugdet.augment import OBJECTIVES, SourceMask, TargetFrame, UnusableTarget, build_objective
+from bugdet.augment import OBJECTIVES, TargetFrame, UnusableTarget, build_objective
 from bugdet.augment.base import registered
 from bugdet.augment.generate import draw_pair, pair_rng, usable_targets
 from bugdet.augment.loaders import load_sources, load_targets
@@ -172,6 +172,19 @@ def test_pairs_differ_only_where_the_bug_mask_is_set(park, bug):
             weapon = target.weapon_mask
             assert np.array_equal(pos.image[weapon], target.rgb[weapon])
             assert np.array_equal(neg.image[weapon], target.rgb[weapon])
+
+
+@pytest.mark.parametrize("bug", TEXTURE_BUGS)
+def test_texture_bugs_on_the_targets_own_surface(park, bug):
+    """texture_source=target: the region keeps the target's pixels, so the negative IS the target."""
+    _, targets, sources = park
+    objective = build_objective(bug, texture_source="target")
+    for i in range(4):
+        pos, neg = draw_pair(objective, targets, sources, pair_rng(9, i))
+        target = next(t for t in targets if t.frame_id == pos.meta["target_frame_id"])
+        assert np.array_equal(neg.image, target.rgb)
+        differ = np.any(pos.image != target.rgb, axis=2)
+        assert differ.any() and not (differ & ~pos.mask).any()
 
 
 def test_missing_texture_paints_a_magenta_black_checker(park):

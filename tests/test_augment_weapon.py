@@ -14,7 +14,6 @@ region scores (the stable sky or ground: below 0.3). Prompt propagation from one
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import cv2
 import numpy as np

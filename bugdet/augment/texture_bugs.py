@@ -25,6 +25,7 @@ from bugdet.augment.compose import (
     apply_appearance,
     choose_source,
     clip_to_canvas,
+    feather,
     fill_outside,
     luma,
     resized_source,
@@ -99,7 +100,7 @@ class RegionObjective(Objective):
         look = Appearance.draw(p.appearance, rng)
         if p.texture_source == "target":
             layer.rgb = target.rgb[layer.roi].astype(np.float32)
-            layer.alpha = cv2.GaussianBlur(layer.alpha, (0, 0), look.feather_sigma) * layer.alpha
+            layer.alpha = feather(layer.alpha, look.feather_sigma)
         else:
             layer = apply_appearance(layer, target.rgb, look, rng)
         meta = {**source_meta(source), "source_index": index, "target_frame_id": target.frame_id, "x": x, "y": y,
