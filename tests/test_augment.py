@@ -130,6 +130,18 @@ def test_fppc_positive_covers_the_weapon_negative_keeps_it_on_top(park):
     assert occluders == {"source", "scene"}
 
 
+def test_fppc_weapon_margin_keeps_a_ring_around_the_gun_in_the_negative(park):
+    _, targets, sources = park
+    fppc = build_objective("fppc", weapon_margin_px=2, scene_occluder_prob=0.0)
+    usable = usable_targets(fppc, targets)
+    for i in range(4):
+        pos, neg = draw_pair(fppc, usable, sources, pair_rng(21, i))
+        target = next(t for t in usable if t.frame_id == pos.meta["target_frame_id"])
+        ring = cv2.dilate(target.weapon_mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        assert np.array_equal(neg.image[ring], target.rgb[ring])
+        assert not (pos.mask & ~target.weapon_mask).any()
+
+
 def test_fppc_needs_a_visible_weapon(park):
     _, targets, sources = park
     fppc = build_objective("fppc")

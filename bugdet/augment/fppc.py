@@ -44,6 +44,10 @@ class FPPCParams:
     flip_prob: float = 0.5
     min_weapon_fraction: float = 0.004  # of the frame: a gun lowered almost out of view is no target
     cover_alpha: float = 0.25  # alpha above which a weapon pixel counts as covered (the bug mask)
+    # The negative keeps this many pixels around the weapon untouched too: with estimated
+    # (prompt/auto) masks that miss the gun's rim, 1-2 px stop the "behind" paste from drawing a
+    # thin line over the gun's edge. 0 with exact engine masks.
+    weapon_margin_px: int = 0
     # "scene" occluder: instead of a bank mask, the surface behind the gun swallows its far end,
     # as when the viewmodel is drawn in the world's depth pass (the playtest world's FPPC bug).
     scene_occluder_prob: float = 0.3
@@ -124,7 +128,11 @@ class FPPCObjective(Objective):
 
         look = Appearance.draw(p.appearance, rng)
         layer = apply_appearance(layer, target.rgb, look, rng)
-        behind = layer.alpha * ~weapon[layer.roi]  # weapon pixels stay on top in the negative
+        protect = weapon
+        if p.weapon_margin_px > 0:
+            size = 2 * p.weapon_margin_px + 1
+            protect = cv2.dilate(weapon.astype(np.uint8), np.ones((size, size), np.uint8)).astype(bool)
+        behind = layer.alpha * ~protect[layer.roi]  # weapon pixels stay on top in the negative
         positive = layer.composite(target.rgb)
         negative = layer.composite(target.rgb, alpha=behind)
         bug = np.zeros((H, W), dtype=bool)

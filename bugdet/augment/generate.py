@@ -105,8 +105,12 @@ def write_samples(
     if n < 1:
         raise InputError("--n must be at least 1")
     cfg = project.config.augment
-    objective = build_objective(bug_type, **cfg.objectives.get(bug_type, {}))
     source_name = weapon_source or cfg.weapon_source
+    params = dict(cfg.objectives.get(bug_type, {}))
+    if bug_type == "fppc" and source_name != "engine":
+        # estimated weapon masks can miss the gun's rim by a pixel: keep it out of the negative's paste
+        params.setdefault("weapon_margin_px", 1)
+    objective = build_objective(bug_type, **params)
     targets = usable_targets(objective, load_targets(project, frame_ids, source_name))
     if not targets:
         hint = " with a visible weapon (check --weapon-source)" if objective.needs_weapon else ""

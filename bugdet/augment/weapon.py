@@ -59,7 +59,7 @@ class TemporalParams:
 class Propagated:
     mask: np.ndarray
     offset: tuple[int, int]  # (dx, dy) of the reference that matched best
-    residual: float  # mean absolute colour error of the match, grey levels
+    residual: float  # RMS colour error of the match, grey levels
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
