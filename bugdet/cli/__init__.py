@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "bugdet.cli.segment_cmd",
     "bugdet.cli.filter_cmd",
     "bugdet.cli.augment_cmd",
+    "bugdet.cli.detect_cmd",
     "bugdet.cli.bench_cmd",  # keep last: benchmarks appear after the pipeline's commands
 )
 

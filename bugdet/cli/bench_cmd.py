@@ -14,6 +14,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "bugdet.playtest.bench",
     "bugdet.cluster.bench",
     "bugdet.augment.bench",
+    "bugdet.detect.bench",
     "bugdet.export.bench_service",
 )
 

@@ -1,0 +1,55 @@
+"""``bugdet bench quality``: run the low-label benchmark and write its JSON and HTML report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def quality(
+    json_path: Path = typer.Option(Path("bench-results/quality.json"), "--json", help="Where the measurements go."),
+    report: Optional[Path] = typer.Option(None, "--report", help="HTML report path (default: next to --json)."),
+    quick: bool = typer.Option(False, "--quick", help="One seed, k in {0, 10, 25}, smaller captures: under 15 minutes on 2 cores."),
+    workdir: Path = typer.Option(Path("bench-results/quality-work"), "--workdir", help="Captures and the bench project (reused)."),
+    bugs: Optional[str] = typer.Option(None, "--bugs", help="Comma-separated bug types (default fppc)."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (default 0,1,2; quick: 0)."),
+    ks: Optional[str] = typer.Option(None, "--ks", help="Comma-separated labeled-bug budgets (default 0,5,10,25,50)."),
+    weapon_source: Optional[str] = typer.Option(None, "--weapon-source", help="engine | auto: how targets' weapon masks are found."),
+) -> None:
+    """The paper's protocol on the playtest world: supervised vs objective vs pretrain+finetune vs multi-task."""
+    import numpy as np
+
+    from bugdet.cli.common import console
+    from bugdet.detect.quality_bench import QualityBenchmark, QualitySettings, write_json
+    from bugdet.detect.report import render_report
+    from bugdet.progress import rich_progress
+
+    s = QualitySettings.quick() if quick else QualitySettings()
+    if bugs:
+        s.bug_types = [b.strip() for b in bugs.split(",") if b.strip()]
+    if seeds:
+        s.seeds = [int(v) for v in seeds.split(",")]
+    if ks:
+        s.ks = [int(v) for v in ks.split(",")]
+    if weapon_source:
+        s.weapon_source = weapon_source
+    bench = QualityBenchmark(s, workdir)
+    with rich_progress(console) as bar:
+        bench.progress = bar
+        summary = bench.run()
+    write_json(json_path, summary)
+    report = report or json_path.with_suffix(".html")
+    labels = np.stack([f.labels for f in bench.data.test])
+    report.write_text(render_report(summary, bench.curves, [f.rgb for f in bench.data.test], labels, s.bug_types))
+    for row in summary["aggregate"]:
+        console.print(f"{row['bug_type']:>10} {row['method']:>18} k={row['labeled_bugs']:<3} "
+                      f"F1 {row['f1']:.3f}±{row['f1_std']:.3f}  PR-AUC {row['pr_auc']:.3f}  P@R0.5 {row['precision_at_recall_0_5']:.3f}")
+    console.print(json.dumps(summary["targets"], indent=1))
+    console.print(f"wrote {json_path} and {report}")
+
+
+def register(bench_app: typer.Typer) -> None:
+    bench_app.command("quality")(quality)

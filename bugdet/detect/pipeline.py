@@ -1,0 +1,128 @@
+"""Project-level training and evaluation: what ``bugdet train`` and ``bugdet evaluate`` run.
+
+The trainer works on in-memory frames; this module decides which of a project's frames play
+which part (tester labels from the train split, ground truth or labels of the validation split,
+train-split frames as objective targets, the mask bank as sources) and where the run is kept
+(``models/<run>/``: ``last.pt`` and ``best.pt`` while training, ``detector.pt`` when done).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bugdet.detect.config import DetectConfig
+from bugdet.detect.data import LabeledFrame, ObjectiveSampler
+from bugdet.detect.evaluate import Evaluation, evaluate_frames
+from bugdet.detect.frames import frames_with_ground_truth, frames_with_labels
+from bugdet.detect.model import BugDetector, create_detector, load_checkpoint, save_checkpoint
+from bugdet.detect.train import TrainResult, TrainSettings, Trainer, plan_phases
+from bugdet.device import resolve_torch_device
+from bugdet.errors import InputError
+from bugdet.progress import NullProgress, Progress
+from bugdet.project import Project
+from bugdet.store.frames import iter_frames
+from bugdet.store.labels import GOOD, current_labels
+
+
+def settings_from_config(cfg: DetectConfig, device: str) -> TrainSettings:
+    return TrainSettings(
+        mode=cfg.mode, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch, batch_size=cfg.batch_size,
+        lr=cfg.lr, finetune_epochs=cfg.finetune_epochs, finetune_lr=cfg.finetune_lr,
+        objective_fraction=cfg.objective_fraction, bug_fraction=cfg.bug_fraction,
+        localisation_weight=cfg.localisation_weight, patience=cfg.patience, seed=cfg.seed,
+        prevalence=cfg.prevalence, device=device,
+    )
+
+
+def validation_frames(project: Project, cfg: DetectConfig, size: tuple[int, int]) -> list[LabeledFrame]:
+    """Ground truth of the validation split when captures carry it, else the testers' labels there."""
+    frames = frames_with_ground_truth(project, cfg.bug_types, size, split=cfg.val_split)
+    return frames or frames_with_labels(project, cfg.bug_types, size, split=cfg.val_split)
+
+
+def objective_sampler(project: Project, cfg: DetectConfig, size: tuple[int, int], good_only: bool) -> ObjectiveSampler:
+    """Objectives for every configured bug type that has one, on train-split targets."""
+    from bugdet.augment import OBJECTIVES, build_objective
+    from bugdet.augment.loaders import load_sources, load_targets
+
+    types = [t for t in cfg.bug_types if t in OBJECTIVES]
+    if not types:
+        raise InputError(f"none of detect.bug_types ({', '.join(cfg.bug_types)}) has an objective ({', '.join(OBJECTIVES)})")
+    conn = project.connect()
+    if good_only:
+        judged = current_labels(conn)
+        ids = [f.id for f in iter_frames(conn, split=cfg.train_split) if judged.get(f.id, {}).get(GOOD) == 1]
+        if not ids:
+            raise InputError("objective mode uses labeled good frames as targets, and none are labeled (bugdet label --good)")
+    else:
+        ids = [f.id for f in iter_frames(conn, split=cfg.train_split)]
+    ids = ids[: cfg.max_targets]
+    if not ids:
+        raise InputError(f"no frames in split {cfg.train_split!r} to build objectives on")
+    augment = project.config.augment
+    targets = load_targets(project, frame_ids=ids, weapon_source=augment.weapon_source)
+    sources = load_sources(project)
+    objectives = [build_objective(t, **augment.objectives.get(t, {})) for t in types]
+    return ObjectiveSampler(objectives, targets, sources, cfg.bug_types, size)
+
+
+@dataclass
+class TrainedRun:
+    result: TrainResult
+    run_dir: Path
+    checkpoint: Path
+
+
+def train_project(project: Project, run_name: str | None = None, progress: Progress | None = None) -> TrainedRun:
+    cfg = project.config.detect
+    device = resolve_torch_device(project.config.device)
+    run_name = run_name or f"{cfg.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = project.stage_dir("models") / run_name
+    detector = create_detector(cfg.model, cfg.bug_types)
+    size = detector.input_size
+    settings = settings_from_config(cfg, device)
+    phases = plan_phases(settings)
+    labeled: list[LabeledFrame] = []
+    if any(p.labeled for p in phases):
+        labeled = frames_with_labels(project, cfg.bug_types, size, split=cfg.train_split)
+        if not any(f.is_bug for f in labeled):
+            raise InputError(f"mode {cfg.mode} needs labeled bug frames in split {cfg.train_split!r} (bugdet label)")
+    sampler = None
+    if any(p.objective for p in phases):
+        sampler = objective_sampler(project, cfg, size, good_only=cfg.mode == "objective")
+    val = validation_frames(project, cfg, size)
+    trainer = Trainer(detector, settings, labeled=labeled, objective=sampler, val=val, run_dir=run_dir, progress=progress)
+    result = trainer.fit()
+    summary = {
+        "labeled_frames": len(labeled),
+        "labeled_bugs": sum(f.is_bug for f in labeled),
+        "objective_targets": len(sampler.targets) if sampler else 0,
+        "objective_sources": len(sampler.sources) if sampler else 0,
+        "validation_frames": len(val),
+        "pretrained_backbone": detector.pretrained,
+    }
+    checkpoint = run_dir / "detector.pt"
+    save_checkpoint(checkpoint, result.detector, {
+        "thresholds": result.thresholds, "calibrated": result.calibrated, "history": result.history,
+        "settings": asdict(settings), "data": summary, "best_epoch": result.best_epoch, "best_val_pr_auc": result.best_score,
+    })
+    (run_dir / "summary.json").write_text(json.dumps({
+        "checkpoint": str(checkpoint), "thresholds": result.thresholds, "calibrated": result.calibrated,
+        "best_epoch": result.best_epoch, "best_val_pr_auc": result.best_score, "data": summary, "history": result.history,
+    }, indent=1))
+    return TrainedRun(result, run_dir, checkpoint)
+
+
+def evaluate_project(project: Project, checkpoint: Path, split: str = "test") -> tuple[BugDetector, Evaluation]:
+    detector, payload = load_checkpoint(checkpoint)
+    frames = frames_with_ground_truth(project, detector.bug_types, detector.input_size, split=split)
+    if not frames:
+        frames = frames_with_labels(project, detector.bug_types, detector.input_size, split=split)
+    if not frames:
+        raise InputError(f"no frames with ground truth or labels in split {split!r} to evaluate on")
+    device = resolve_torch_device(project.config.device)
+    detector.to(device)
+    return detector, evaluate_frames(detector, frames, payload.get("thresholds", {}), device=device)

@@ -1,0 +1,346 @@
+"""``bugdet bench quality``: the paper's low-label protocol, reproduced on the playtest world.
+
+Data. Train, validation and test captures are recorded from disjoint seed ranges (the playtest
+world's split rule); test captures also use scene variants that training never saw, at realistic
+prevalence (1% by default). The train captures are the unlabeled pool: the objective's targets,
+and the mask bank (segmented, embedded and clustered by the real pipeline stages). A simulated
+tester labels ``k`` bug frames per type from the train pool plus a small pool of good frames.
+
+Methods, per seed and labeled budget ``k``:
+- ``floor``: non-learned viewmodel difference (k = 0, five good frames);
+- ``supervised``: the k bug frames and the good pool only (k > 0);
+- ``objective``: self-supervised objective only, five good frames as targets (k = 0);
+- ``pretrain_finetune``: objective pre-training on the unlabeled pool, then the labels (k > 0);
+- ``multitask``: objective and labels jointly (k > 0).
+Every method picks its epoch and threshold on the validation split (thresholds for the target
+prevalence) and is scored once on the test split.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from bugdet.detect.data import LabeledFrame, ObjectiveSampler
+from bugdet.detect.evaluate import evaluate_frames
+from bugdet.detect.floor import ViewmodelDifferenceFloor
+from bugdet.detect.frames import frames_with_ground_truth
+from bugdet.detect.metrics import calibrate_threshold, evaluate_scores
+from bugdet.detect.model import create_detector, load_checkpoint
+from bugdet.detect.train import TrainSettings, Trainer
+from bugdet.progress import NullProgress, Progress
+from bugdet.project import Project
+from bugdet.store.frames import FrameRow, iter_frames
+
+
+@dataclass
+class QualitySettings:
+    bug_types: list[str] = field(default_factory=lambda: ["fppc"])
+    ks: list[int] = field(default_factory=lambda: [0, 5, 10, 25, 50])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    methods: list[str] = field(default_factory=lambda: ["floor", "supervised", "objective", "pretrain_finetune", "multitask"])
+    prevalence: float = 0.01
+    scenes: list[str] = field(default_factory=lambda: ["park", "indoor"])
+    width: int = 320
+    height: int = 240
+    train_frames: int = 1200  # per scene: the unlabeled pool
+    train_prevalence: float = 0.06  # enough bug frames in the pool to draw k = 50 labels from
+    val_frames: int = 600  # per scene
+    val_prevalence: float = 0.04
+    test_frames: int = 5000  # per scene
+    good_pool: int = 40  # labeled good frames next to the k bugs
+    objective_good_frames: int = 5  # the paper's "5 labeled good frames"
+    segment_frames: int = 80  # train frames segmented for the mask bank
+    model: str = "compact_cnn"
+    epochs: int = 10
+    finetune_epochs: int = 5
+    steps_per_epoch: int = 40
+    batch_size: int = 32
+    weapon_source: str = "auto"
+    device: str = "cpu"
+
+    @classmethod
+    def quick(cls) -> "QualitySettings":
+        """Under 15 minutes on 2 CPU cores: one seed, k in {0, 10, 25}, smaller captures."""
+        return cls(ks=[0, 10, 25], seeds=[0], train_frames=500, val_frames=300, test_frames=1500,
+                   segment_frames=40, epochs=6, finetune_epochs=3, steps_per_epoch=30)
+
+
+def _session_specs(s: QualitySettings) -> list[tuple[str, str, int, int, float]]:
+    """(split, scene, seed, frames, prevalence) for every capture the benchmark records."""
+    from bugdet.playtest.split import TEST_START, VAL_START
+
+    out = []
+    for i, scene in enumerate(s.scenes):
+        out.append(("train", scene, 11 + i, s.train_frames, s.train_prevalence))
+        out.append(("val", scene, VAL_START + 11 + i, s.val_frames, s.val_prevalence))
+        out.append(("test", scene, TEST_START + 11 + i, s.test_frames, s.prevalence))
+    return out
+
+
+@dataclass
+class BenchData:
+    """Everything the runs share: frames at the detector's input size, targets and sources."""
+
+    project: Project
+    train_rows: list[FrameRow]
+    train: list[LabeledFrame]  # ground truth of the pool (the simulated tester draws labels from it)
+    val: list[LabeledFrame]
+    test: list[LabeledFrame]
+    test_rows: list[FrameRow]
+    unlabeled_targets: list  # TargetFrame, the objective's targets for pre-training / multi-task
+    sources: list  # SourceMask from the mask bank
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_data(s: QualitySettings, workdir: Path, size: tuple[int, int], progress: Progress) -> BenchData:
+    """Record, ingest, segment, embed, cluster: the real pipeline up to the mask bank."""
+    from bugdet.augment.loaders import load_sources, load_targets
+    from bugdet.cluster.pipeline import run_clustering
+    from bugdet.embed.pipeline import build_embedder, embed_masks
+    from bugdet.ingest.ingester import ingest
+    from bugdet.playtest.recorder import record
+    from bugdet.playtest.session import PlaytestSpec
+    from bugdet.segment.run import segment_project
+
+    overrides = [
+        "filter.embed.model=ViT-S-32", "filter.embed.pretrained=none", "filter.embed.backend=torch",
+        f"augment.weapon_source={s.weapon_source}",
+    ]
+    project = Project.open(workdir / "project", overrides, create=True)
+    captures = workdir / "captures"
+    for split, scene, seed, frames, prevalence in _session_specs(s):
+        out = captures / f"{split}-{scene}-{seed}"
+        if not (out / "session.json").exists():
+            spec = PlaytestSpec(scene=scene, seed=seed, frames=frames, width=s.width, height=s.height,
+                                prevalence=prevalence, bugs=tuple(s.bug_types))
+            record(spec, out, progress=progress)
+        ingest(project, [out], progress=progress)
+    segment_project(project, backend="engine", split="train", limit=s.segment_frames, progress=progress)
+    embed_masks(project, build_embedder(project), progress=progress)
+    clustering = run_clustering(project, progress=progress)
+    conn = project.connect()
+    train_rows = [f for f in iter_frames(conn, split="train")]
+    test_rows = [f for f in iter_frames(conn, split="test")]
+    good_ids = [f.id for f in train_rows if not f.is_bug()]
+    step = max(1, len(good_ids) // 400)
+    targets = [t for t in load_targets(project, frame_ids=good_ids[::step]) if t.weapon_mask is not None]
+    sources = load_sources(project)
+    train = frames_with_ground_truth(project, s.bug_types, size, split="train")
+    val = frames_with_ground_truth(project, s.bug_types, size, split="val")
+    test = frames_with_ground_truth(project, s.bug_types, size, split="test")
+    notes = {
+        "mask_bank": clustering.describe(),
+        "embeddings_pretrained": clustering.pretrained,
+        "targets": len(targets),
+        "sources": len(sources),
+        "frames": {"train": len(train), "val": len(val), "test": len(test)},
+        "bugs": {split: {t: int(sum(f.labels[i] > 0 for f in frames)) for i, t in enumerate(s.bug_types)}
+                 for split, frames in (("train", train), ("val", val), ("test", test))},
+    }
+    return BenchData(project, train_rows, train, val, test, test_rows, targets, sources, notes)
+
+
+def draw_labels(data: BenchData, bug_types: Sequence[str], k: int, good: int, seed: int) -> list[LabeledFrame]:
+    """The simulated tester: the first k of a seeded permutation of each type's bug frames (so the
+    k = 10 set is inside the k = 25 set), plus ``good`` good frames."""
+    rng = np.random.default_rng([seed, 7])
+    picked: list[LabeledFrame] = []
+    for i, _ in enumerate(bug_types):
+        pool = [f for f in data.train if f.labels[i] > 0]
+        picked += [pool[j] for j in rng.permutation(len(pool))[:k]]
+    goods = [f for f in data.train if not f.is_bug]
+    picked += [goods[j] for j in rng.permutation(len(goods))[:good]]
+    return picked
+
+
+@dataclass
+class RunResult:
+    bug_type: str
+    method: str
+    labeled_bugs: int
+    seed: int
+    f1: float
+    pr_auc: float
+    precision_at_recall_0_5: float
+    threshold: float
+    tp: int
+    fp: int
+    fn: int
+    train_seconds: float
+    best_epoch: int = -1
+
+
+class QualityBenchmark:
+    def __init__(self, s: QualitySettings, workdir: Path, progress: Progress | None = None):
+        self.s = s
+        self.workdir = Path(workdir)
+        self.progress = progress or NullProgress()
+        self.size = tuple(create_detector(s.model, s.bug_types).input_size)
+        self.results: list[RunResult] = []
+        self.curves: dict[str, dict] = {}  # run key -> test scores, for the report
+        self.data: BenchData | None = None
+
+    def _settings(self, mode: str, seed: int) -> TrainSettings:
+        s = self.s
+        return TrainSettings(mode=mode, epochs=s.epochs, finetune_epochs=s.finetune_epochs, steps_per_epoch=s.steps_per_epoch,
+                             batch_size=s.batch_size, seed=seed, prevalence=s.prevalence, device=s.device,
+                             patience=max(3, s.epochs // 2))
+
+    def _sampler(self, targets: list) -> ObjectiveSampler:
+        from bugdet.augment import OBJECTIVES, build_objective
+
+        objectives = [build_objective(t) for t in self.s.bug_types if t in OBJECTIVES]
+        return ObjectiveSampler(objectives, targets, self.data.sources, self.s.bug_types, self.size)
+
+    def _record(self, method: str, k: int, seed: int, scores: np.ndarray, thresholds: dict[str, float],
+                seconds: float, best_epoch: int = -1) -> None:
+        for i, t in enumerate(self.s.bug_types):
+            y = np.array([f.labels[i] > 0 for f in self.data.test])
+            m = evaluate_scores(scores[:, i], y, thresholds[t])
+            self.results.append(RunResult(t, method, k, seed, m.f1, m.pr_auc, m.precision_at_recall_0_5, m.threshold,
+                                          m.tp, m.fp, m.fn, round(seconds, 1), best_epoch))
+            self.curves[f"{t}|{method}|{k}|{seed}"] = {"scores": scores[:, i].tolist(), "threshold": thresholds[t]}
+
+    def _train_and_score(self, method: str, k: int, seed: int, labeled: list[LabeledFrame], sampler: ObjectiveSampler | None,
+                         init_state: dict | None = None) -> dict:
+        detector = create_detector(self.s.model, self.s.bug_types)
+        torch_seed(seed)
+        if init_state is not None:
+            detector.load_state_dict(init_state)
+        mode = {"pretrain": "objective", "finetune": "supervised"}.get(method, method)
+        settings = self._settings(mode, seed)
+        if method == "finetune":
+            settings.epochs, settings.lr = self.s.finetune_epochs, settings.finetune_lr
+        started = time.perf_counter()
+        result = Trainer(detector, settings, labeled=labeled, objective=sampler, val=self.data.val, progress=self.progress).fit()
+        seconds = time.perf_counter() - started
+        from bugdet.detect.train import predict_scores
+
+        scores = predict_scores(result.detector, [f.rgb for f in self.data.test], device=self.s.device)
+        return {"detector": result.detector, "thresholds": result.thresholds, "scores": scores,
+                "seconds": seconds, "best_epoch": result.best_epoch}
+
+    def run_floor(self, seed: int) -> None:
+        """Viewmodel-difference floor (FPPC only), fitted on the five good frames."""
+        if "fppc" not in self.s.bug_types:
+            return
+        i = self.s.bug_types.index("fppc")
+        good = [t for t in self.data.unlabeled_targets if t.weapon_mask is not None and t.weapon_mask.any()]
+        rng = np.random.default_rng([seed, 5])
+        picks = [good[j] for j in rng.permutation(len(good))[: self.s.objective_good_frames]]
+        floor = ViewmodelDifferenceFloor().fit([p.rgb for p in picks], [p.weapon_mask for p in picks])
+        val_scores = floor.score([f.rgb for f in self.data.val])
+        y_val = np.array([f.labels[i] > 0 for f in self.data.val])
+        threshold = calibrate_threshold(val_scores, y_val, self.s.prevalence)
+        scores = np.zeros((len(self.data.test), len(self.s.bug_types)), np.float32)
+        scores[:, i] = floor.score([f.rgb for f in self.data.test])
+        thresholds = {t: float("inf") for t in self.s.bug_types}
+        thresholds["fppc"] = threshold
+        self._record_one("fppc", "floor", 0, seed, scores[:, i], threshold)
+
+    def _record_one(self, bug_type: str, method: str, k: int, seed: int, scores: np.ndarray, threshold: float) -> None:
+        i = self.s.bug_types.index(bug_type)
+        y = np.array([f.labels[i] > 0 for f in self.data.test])
+        m = evaluate_scores(scores, y, threshold)
+        self.results.append(RunResult(bug_type, method, k, seed, m.f1, m.pr_auc, m.precision_at_recall_0_5, m.threshold,
+                                      m.tp, m.fp, m.fn, 0.0))
+        self.curves[f"{bug_type}|{method}|{k}|{seed}"] = {"scores": scores.tolist(), "threshold": threshold}
+
+    def run(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        self.data = prepare_data(self.s, self.workdir, self.size, self.progress)
+        data_seconds = time.perf_counter() - started
+        methods = set(self.s.methods)
+        for seed in self.s.seeds:
+            if "floor" in methods and 0 in self.s.ks:
+                self.run_floor(seed)
+            good_targets = self._good_targets(seed)
+            if "objective" in methods and 0 in self.s.ks:
+                out = self._train_and_score("objective", 0, seed, [], self._sampler(good_targets))
+                self._record("objective", 0, seed, out["scores"], out["thresholds"], out["seconds"], out["best_epoch"])
+            pretrained = None
+            if "pretrain_finetune" in methods and any(k > 0 for k in self.s.ks):
+                pretrained = self._train_and_score("pretrain", 0, seed, [], self._sampler(self.data.unlabeled_targets))
+            for k in [k for k in self.s.ks if k > 0]:
+                labeled = draw_labels(self.data, self.s.bug_types, k, self.s.good_pool, seed)
+                if "supervised" in methods:
+                    out = self._train_and_score("supervised", k, seed, labeled, None)
+                    self._record("supervised", k, seed, out["scores"], out["thresholds"], out["seconds"], out["best_epoch"])
+                if pretrained is not None:
+                    out = self._train_and_score("finetune", k, seed, labeled, None, init_state=pretrained["detector"].state_dict())
+                    self._record("pretrain_finetune", k, seed, out["scores"], out["thresholds"],
+                                 out["seconds"] + pretrained["seconds"], out["best_epoch"])
+                if "multitask" in methods:
+                    out = self._train_and_score("multitask", k, seed, labeled, self._sampler(self.data.unlabeled_targets))
+                    self._record("multitask", k, seed, out["scores"], out["thresholds"], out["seconds"], out["best_epoch"])
+        return self.summary(data_seconds, time.perf_counter() - started)
+
+    def _good_targets(self, seed: int) -> list:
+        """The paper's objective-only setting: five labeled good frames are the only targets."""
+        good = [t for t in self.data.unlabeled_targets if t.weapon_mask is not None and t.weapon_mask.any()]
+        rng = np.random.default_rng([seed, 5])
+        return [good[j] for j in rng.permutation(len(good))[: self.s.objective_good_frames]]
+
+    def summary(self, data_seconds: float, total_seconds: float) -> dict[str, Any]:
+        test_bugs = sum(1 for f in self.data.test if f.is_bug)
+        return {
+            "benchmark": "quality",
+            "prevalence": self.s.prevalence,
+            "test_prevalence_measured": test_bugs / max(len(self.data.test), 1),
+            "settings": asdict(self.s),
+            "backbone_pretrained": False,
+            "data": self.data.notes,
+            "seconds": {"data": round(data_seconds, 1), "total": round(total_seconds, 1)},
+            "results": [asdict(r) for r in self.results],
+            "aggregate": aggregate(self.results),
+            "targets": check_targets(self.results),
+        }
+
+
+def torch_seed(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def aggregate(results: Sequence[RunResult]) -> list[dict[str, Any]]:
+    """Mean and spread (std over seeds) per (bug type, method, k)."""
+    groups: dict[tuple, list[RunResult]] = {}
+    for r in results:
+        groups.setdefault((r.bug_type, r.method, r.labeled_bugs), []).append(r)
+    out = []
+    for (t, m, k), rs in sorted(groups.items()):
+        row = {"bug_type": t, "method": m, "labeled_bugs": k, "seeds": len(rs)}
+        for metric in ("f1", "pr_auc", "precision_at_recall_0_5"):
+            vals = np.array([getattr(r, metric) for r in rs], float)
+            row[metric] = float(np.nanmean(vals))
+            row[f"{metric}_std"] = float(np.nanstd(vals))
+        out.append(row)
+    return out
+
+
+def check_targets(results: Sequence[RunResult], bug_type: str = "fppc") -> dict[str, Any]:
+    """The issue's three targets, evaluated on the mean over seeds (None when not measured)."""
+    agg = {(a["method"], a["labeled_bugs"]): a["f1"] for a in aggregate([r for r in results if r.bug_type == bug_type])}
+    sup10 = agg.get(("supervised", 10))
+    best10 = max([v for key, v in agg.items() if key[1] == 10 and key[0] in ("multitask", "pretrain_finetune")], default=None)
+    obj0, sup25 = agg.get(("objective", 0)), agg.get(("supervised", 25))
+    return {
+        "weak_minus_supervised_f1_at_k10": None if sup10 is None or best10 is None else best10 - sup10,
+        "weak_beats_supervised_by_0_20_at_k10": None if sup10 is None or best10 is None else best10 >= sup10 + 0.20,
+        "best_weak_f1_at_k10": best10,
+        "f1_at_least_0_80_at_k10": None if best10 is None else best10 >= 0.80,
+        "objective_only_vs_supervised_k25": None if obj0 is None or sup25 is None else obj0 - sup25,
+        "objective_only_beats_supervised_k25": None if obj0 is None or sup25 is None else obj0 >= sup25,
+    }
+
+
+def write_json(path: Path, summary: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=1))

@@ -1,0 +1,277 @@
+"""Training the detector in the four modes the method compares.
+
+- ``supervised``: only the few labeled frames (the baseline).
+- ``objective``: only self-supervised objective pairs (k good frames, zero bug labels).
+- ``pretrain_finetune``: the objective first, then the labeled frames at a lower rate.
+- ``multitask``: every batch mixes objective pairs and labeled frames, trained jointly.
+
+A run is a list of phases; every epoch ends with a checkpoint (model, optimiser, where in the
+plan, best score so far) and validation on a labeled split. Batches are drawn from generators
+seeded by (seed, epoch, step) and the learning rate is a function of the position in the plan,
+so a run killed and resumed from its last checkpoint ends with the same weights as one that
+never stopped. The best epoch by validation PR-AUC is kept; after training, each bug type's
+threshold is calibrated on the validation split for the deployment prevalence.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bugdet.detect.data import Batch, LabeledFrame, LabeledSampler, ObjectiveSampler, batch_rng, concat_batches, to_tensor
+from bugdet.detect.metrics import average_precision, calibrate_threshold
+from bugdet.detect.model import BugDetector, load_checkpoint, save_checkpoint
+from bugdet.progress import NullProgress, Progress
+
+Mode = Literal["supervised", "objective", "pretrain_finetune", "multitask"]
+MODES: tuple[str, ...] = ("supervised", "objective", "pretrain_finetune", "multitask")
+
+
+@dataclass
+class TrainSettings:
+    mode: Mode = "multitask"
+    epochs: int = 8
+    steps_per_epoch: int = 40
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    finetune_epochs: int = 4
+    finetune_lr: float = 5e-4
+    objective_fraction: float = 0.5
+    bug_fraction: float = 0.25
+    localisation_weight: float = 0.5
+    patience: int = 3
+    seed: int = 0
+    prevalence: float = 0.01
+    device: str = "cpu"
+
+
+@dataclass
+class Phase:
+    name: str
+    epochs: int
+    lr: float
+    labeled: bool
+    objective: bool
+
+
+def plan_phases(s: TrainSettings) -> list[Phase]:
+    if s.mode == "supervised":
+        return [Phase("supervised", s.epochs, s.lr, labeled=True, objective=False)]
+    if s.mode == "objective":
+        return [Phase("objective", s.epochs, s.lr, labeled=False, objective=True)]
+    if s.mode == "pretrain_finetune":
+        return [
+            Phase("pretrain", s.epochs, s.lr, labeled=False, objective=True),
+            Phase("finetune", s.finetune_epochs, s.finetune_lr, labeled=True, objective=False),
+        ]
+    if s.mode == "multitask":
+        return [Phase("multitask", s.epochs, s.lr, labeled=True, objective=True)]
+    raise ValueError(f"unknown training mode {s.mode!r} (expected one of {', '.join(MODES)})")
+
+
+@dataclass
+class TrainResult:
+    detector: BugDetector
+    thresholds: dict[str, float]
+    calibrated: dict[str, bool]
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = float("nan")
+
+
+def _lr_at(phase: Phase, epoch: int, step: int, steps: int) -> float:
+    """Short linear warm-up, then cosine decay to 5% over the phase: a pure function of position."""
+    total = max(phase.epochs * steps, 1)
+    t = epoch * steps + step
+    warm = min(20, total // 10)
+    if t < warm:
+        return phase.lr * (t + 1) / warm
+    progress = (t - warm) / max(total - warm, 1)
+    return phase.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def predict_scores(detector: BugDetector, images: Sequence[np.ndarray], device: str = "cpu", batch_size: int = 64) -> np.ndarray:
+    """Scores [N, T] for RGB frames of any size (resized to the detector's input)."""
+    detector.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            x = to_tensor(images[i : i + batch_size], detector.input_size).to(device)
+            scores, _ = detector(x)
+            out.append(scores.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(detector.bug_types)), np.float32)
+
+
+class Trainer:
+    def __init__(
+        self,
+        detector: BugDetector,
+        settings: TrainSettings,
+        labeled: Sequence[LabeledFrame] = (),
+        objective: ObjectiveSampler | None = None,
+        val: Sequence[LabeledFrame] = (),
+        run_dir: Path | None = None,
+        progress: Progress | None = None,
+    ):
+        self.detector = detector.to(settings.device)
+        self.s = settings
+        self.phases = plan_phases(settings)
+        needs_labels = any(p.labeled for p in self.phases)
+        needs_objective = any(p.objective for p in self.phases)
+        if needs_labels and not labeled:
+            raise ValueError(f"mode {settings.mode} needs labeled frames")
+        if needs_labels and not any(f.is_bug for f in labeled):
+            raise ValueError(f"mode {settings.mode} needs at least one labeled bug frame")
+        if needs_objective and objective is None:
+            raise ValueError(f"mode {settings.mode} needs an objective")
+        self.labeled = LabeledSampler(labeled, detector.input_size, settings.bug_fraction) if needs_labels else None
+        self.objective = objective
+        self.val = list(val)
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.progress = progress or NullProgress()
+        with torch.no_grad():
+            probe = torch.zeros(1, 3, *detector.input_size, device=settings.device)
+            self.map_size = tuple(detector.activation_maps(probe)[1].shape[-2:])
+        self._val_tensor = to_tensor([f.rgb for f in self.val], detector.input_size) if self.val else None
+
+    # -- batches ---------------------------------------------------------------------------
+    def _batch(self, phase: Phase, rng: np.random.Generator) -> Batch:
+        n = self.s.batch_size
+        if phase.labeled and phase.objective:
+            n_obj = int(round(n * self.s.objective_fraction))
+            n_obj -= n_obj % 2  # objective samples come in pairs
+            a = self.objective.batch(rng, n_obj, self.map_size)
+            b = self.labeled.batch(rng, n - n_obj)
+            return concat_batches(a, b)
+        if phase.objective:
+            return self.objective.batch(rng, n, self.map_size)
+        return self.labeled.batch(rng, n)
+
+    def _loss(self, batch: Batch) -> torch.Tensor:
+        dev = self.s.device
+        logits, cam = self.detector.activation_maps(batch.images.to(dev))
+        known = batch.known.to(dev).float()
+        cls = F.binary_cross_entropy_with_logits(logits, batch.labels.to(dev), weight=known, reduction="sum")
+        loss = cls / known.sum().clamp(min=1)
+        if batch.masks is not None and self.s.localisation_weight > 0 and batch.mask_known.any():
+            rows = batch.mask_known.to(dev)
+            loc = F.binary_cross_entropy_with_logits(cam[rows], batch.masks.to(dev)[rows])
+            loss = loss + self.s.localisation_weight * loc
+        return loss
+
+    # -- validation --------------------------------------------------------------------------
+    def validation_scores(self) -> np.ndarray:
+        self.detector.eval()
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(self.val), 64):
+                scores, _ = self.detector(self._val_tensor[i : i + 64].to(self.s.device))
+                out.append(scores.float().cpu().numpy())
+        return np.concatenate(out)
+
+    def _validate(self) -> float:
+        """Mean PR-AUC over the bug types that have bug frames in the validation split."""
+        if not self.val:
+            return float("nan")
+        scores = self.validation_scores()
+        aps = []
+        for t in range(len(self.detector.bug_types)):
+            labels = np.array([f.labels[t] > 0 for f in self.val if f.known[t]])
+            col = np.array([scores[i, t] for i, f in enumerate(self.val) if f.known[t]])
+            if labels.any():
+                aps.append(average_precision(col, labels))
+        return float(np.mean(aps)) if aps else float("nan")
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _state(self, optimizer: torch.optim.Optimizer, position: dict, best: dict, history: list) -> dict:
+        return {"training": {"settings": asdict(self.s), "position": position, "best": best,
+                             "history": history, "optimizer": optimizer.state_dict()}}
+
+    def _resume(self) -> tuple[dict, dict, list, dict | None]:
+        last = self.run_dir / "last.pt" if self.run_dir else None
+        if last is None or not last.exists():
+            return {"phase": 0, "epoch": 0}, {"score": -1.0, "epoch": -1, "patience": self.s.patience}, [], None
+        detector, payload = load_checkpoint(last)
+        self.detector.load_state_dict(detector.state_dict())
+        t = payload["training"]
+        return t["position"], t["best"], t["history"], t["optimizer"]
+
+    # -- the loop --------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        torch.manual_seed(self.s.seed)
+        position, best, history, opt_state = self._resume()
+        best_state = copy.deepcopy(self.detector.state_dict())
+        if self.run_dir and (self.run_dir / "best.pt").exists():
+            best_state = load_checkpoint(self.run_dir / "best.pt")[0].state_dict()
+        global_epoch = sum(p.epochs for p in self.phases[: position["phase"]]) + position["epoch"]
+        total_steps = sum(p.epochs for p in self.phases) * self.s.steps_per_epoch
+        self.progress.start(f"train {self.s.mode}", total_steps)
+        self.progress.advance(global_epoch * self.s.steps_per_epoch)
+        for phase_index in range(position["phase"], len(self.phases)):
+            phase = self.phases[phase_index]
+            params = [p for p in self.detector.parameters() if p.requires_grad]
+            optimizer = torch.optim.AdamW(params, lr=phase.lr, weight_decay=self.s.weight_decay)
+            start_epoch = position["epoch"] if phase_index == position["phase"] else 0
+            if opt_state is not None and phase_index == position["phase"] and start_epoch > 0:
+                optimizer.load_state_dict(opt_state)
+            if start_epoch == 0:
+                best["patience"] = self.s.patience
+            for epoch in range(start_epoch, phase.epochs):
+                if best["patience"] <= 0:
+                    break
+                self.detector.train()
+                losses = []
+                for step in range(self.s.steps_per_epoch):
+                    for group in optimizer.param_groups:
+                        group["lr"] = _lr_at(phase, epoch, step, self.s.steps_per_epoch)
+                    batch = self._batch(phase, batch_rng(self.s.seed, global_epoch, step))
+                    loss = self._loss(batch)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    losses.append(float(loss.detach()))
+                    self.progress.advance()
+                score = self._validate()
+                history.append({"epoch": global_epoch, "phase": phase.name, "loss": float(np.mean(losses)), "val_pr_auc": score})
+                improved = not math.isnan(score) and score > best["score"] + 1e-6
+                if improved or math.isnan(score):
+                    best.update(score=score if not math.isnan(score) else best["score"], epoch=global_epoch, patience=self.s.patience)
+                    best_state = copy.deepcopy(self.detector.state_dict())
+                    if self.run_dir:
+                        save_checkpoint(self.run_dir / "best.pt", self.detector)
+                else:
+                    best["patience"] -= 1
+                global_epoch += 1
+                if self.run_dir:
+                    nxt = {"phase": phase_index, "epoch": epoch + 1}
+                    save_checkpoint(self.run_dir / "last.pt", self.detector, self._state(optimizer, nxt, best, history))
+            # The next phase (fine-tuning) starts from the best weights so far, not the last.
+            self.detector.load_state_dict(best_state)
+            if self.run_dir:
+                nxt = {"phase": phase_index + 1, "epoch": 0}
+                save_checkpoint(self.run_dir / "last.pt", self.detector, self._state(optimizer, nxt, best, history))
+        self.detector.load_state_dict(best_state)
+        thresholds, calibrated = self.calibrate()
+        return TrainResult(self.detector, thresholds, calibrated, history, best["epoch"], best["score"])
+
+    def calibrate(self) -> tuple[dict[str, float], dict[str, bool]]:
+        """Per-type thresholds maximising F1 at the deployment prevalence on the validation split."""
+        thresholds, calibrated = {}, {}
+        scores = self.validation_scores() if self.val else None
+        for t, name in enumerate(self.detector.bug_types):
+            labels = np.array([f.labels[t] > 0 for f in self.val if f.known[t]], dtype=bool)
+            if scores is not None and labels.any() and not labels.all():
+                col = np.array([scores[i, t] for i, f in enumerate(self.val) if f.known[t]])
+                thresholds[name] = calibrate_threshold(col, labels, self.s.prevalence)
+                calibrated[name] = True
+            else:
+                thresholds[name], calibrated[name] = 0.5, False
+        return thresholds, calibrated
