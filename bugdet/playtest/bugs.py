@@ -159,6 +159,7 @@ class ZFighting(BugEffect):
 
     def __init__(self, world: World, poster_index: int, rng: np.random.Generator):
         self.poster = world.posters[poster_index]
+        self.oid = self.poster.oid
         self.distance = float(rng.uniform(1.8, 3.5))
 
     def steer(self, player: Player) -> Task:
@@ -250,12 +251,18 @@ def parse_bug_list(text: str | None) -> tuple[str, ...]:
     return tuple(n for n in BUG_TYPES if n in names)
 
 
-def make_effect(name: str, world: World, player: Player, rng: np.random.Generator) -> BugEffect | None:
-    """A fresh effect of type ``name`` aimed at something near the player (None if the level has no target)."""
+#: textures that lose less than this at low resolution (see TextureLibrary.detail) get no
+#: low-res or stretched bug: the result would look like the correct texture
+MIN_TEXTURE_DETAIL = 8.0
+
+
+def make_effect(name: str, world: World, player: Player, rng: np.random.Generator, exclude: frozenset[int] = frozenset()) -> BugEffect | None:
+    """A fresh effect of type ``name`` aimed at something near the player (None if the level has no
+    target); ``exclude``: object IDs that earlier episodes could not make visible."""
     px, py = player.x, player.y
 
     def nearest(oids: list[int]) -> int | None:
-        candidates = [o for o in oids if any(c.oid == o for c in world.colliders)]
+        candidates = [o for o in oids if o not in exclude and any(c.oid == o for c in world.colliders)]
         if not candidates:
             return None
         dist = {o: math.dist((px, py), _target_point(world, o, px, py)) for o in candidates}
@@ -276,12 +283,17 @@ def make_effect(name: str, world: World, player: Player, rng: np.random.Generato
     if name == "camera_clipping":
         return CameraClipping(rng)
     if name in ("missing_texture", "low_res_texture", "stretched_texture"):
-        oid = nearest(world.texture_targets)
+        targets = world.texture_targets
+        if name != "missing_texture":
+            targets = [o for o in targets if world.objects[o].material is not None
+                       and world.textures.detail(world.objects[o].material) >= MIN_TEXTURE_DETAIL]
+        oid = nearest(targets)
         return None if oid is None else TextureBug(name, world, oid, rng)
     if name == "z_fighting":
         if not world.posters:
             return None
-        ranked = sorted(range(len(world.posters)), key=lambda k: (math.dist((px, py), world.posters[k].center[:2]), k))[:3]
+        usable = [k for k in range(len(world.posters)) if world.posters[k].oid not in exclude] or list(range(len(world.posters)))
+        ranked = sorted(usable, key=lambda k: (math.dist((px, py), world.posters[k].center[:2]), k))[:3]
         return ZFighting(world, ranked[int(rng.integers(len(ranked)))], rng)
     if name == "floating_object":
         oid = nearest(world.floatables)
@@ -304,33 +316,47 @@ class Episode:
 
 @dataclass
 class BugScheduler:
-    """Keeps the running count of bug frames on track for ``prevalence`` over ``frames`` frames.
+    """Places bug episodes so a session shows ``prevalence`` bug frames, spread over its length.
 
-    An episode (a few consecutive bug frames of one type) starts when the count falls behind the
-    target a little ahead of now; the player is steered into position and the bug switches on
-    once it can be seen. Frames where the switched-on bug turns out not to be visible do not count.
+    The target count is split into episodes of 2-6 consecutive bug frames whose start frames are
+    drawn uniformly over the session. When an episode is due the player is steered into position
+    and the bug switches on once it can be seen; frames where the switched-on bug turns out not to
+    be visible do not count, and what an episode fails to deliver is rescheduled soon after.
     """
 
     bug_types: tuple[str, ...]
     prevalence: float
     frames: int
     rng: np.random.Generator
-    lead: int = 150
+    lead: int = 90  # frames kept free at the end, for the last episode to get into position
     made: int = 0
     episode: Episode | None = None
     _cycle: list[str] = field(default_factory=list)
+    _plan: list[tuple[int, int]] | None = None  # (start frame, quota), in start order
+    _failed: set[int] = field(default_factory=set)  # targets an episode could not make visible
 
     @property
     def target(self) -> int:
         return int(round(self.prevalence * self.frames)) if self.bug_types else 0
 
+    def _make_plan(self) -> list[tuple[int, int]]:
+        quotas: list[int] = []
+        while sum(quotas) < self.target:
+            quotas.append(min(int(self.rng.integers(2, 7)), self.target - sum(quotas)))
+        span = max(1, self.frames - self.lead - 7 * len(quotas))
+        starts = np.sort(self.rng.integers(0, span, size=len(quotas)))
+        # keep episodes apart: each one starts after the previous one's frames
+        return [(int(start) + 7 * k, q) for k, (start, q) in enumerate(zip(starts, quotas))]
+
     def plan(self, index: int, player: Player, world: World, state: PlayerState) -> BugEffect | None:
         """The effect to apply on frame ``index``, if any (call before rendering it)."""
-        if self.episode is None and self.made < self.target:
-            quota = min(int(self.rng.integers(2, 7)), self.target - self.made)
-            remaining = self.frames - index
-            behind = self.made + quota <= self.prevalence * (index + self.lead) + 0.5
-            if behind or remaining < (self.target - self.made) * 4 + self.lead:
+        if self._plan is None:
+            self._plan = self._make_plan()
+        if self.episode is None and self._plan:
+            start, quota = self._plan[0]
+            owed = sum(q for _, q in self._plan)
+            if index >= start or self.frames - index < owed * 4 + self.lead // 2:
+                self._plan.pop(0)
                 self._start(quota, player, world)
         ep = self.episode
         if ep is None:
@@ -341,12 +367,12 @@ class BugScheduler:
             if not ep.steered or in_position:
                 ep.started = True
             elif ep.waited > 240:
-                self._end(player)
+                self._end(player, index)
                 return None
         if ep.started:
             ep.active_frames += 1
             if ep.active_frames > ep.quota * 3 + 20:
-                self._end(player)
+                self._end(player, index)
                 return None
             return ep.effect
         return None
@@ -360,13 +386,13 @@ class BugScheduler:
             ep.made += 1
             self.made += 1
         if ep.made >= ep.quota:
-            self._end(player)
+            self._end(player, None)
 
     def _start(self, quota: int, player: Player, world: World) -> None:
         for _ in range(len(self.bug_types) * 2):
             if not self._cycle:
                 self._cycle = [self.bug_types[k] for k in self.rng.permutation(len(self.bug_types))]
-            effect = make_effect(self._cycle.pop(0), world, player, self.rng)
+            effect = make_effect(self._cycle.pop(0), world, player, self.rng, frozenset(self._failed))
             if effect is not None:
                 task = effect.steer(player)
                 if task is not None:
@@ -374,7 +400,14 @@ class BugScheduler:
                 self.episode = Episode(effect, quota, steered=task is not None)
                 return
 
-    def _end(self, player: Player) -> None:
-        if self.episode is not None and self.episode.steered:
+    def _end(self, player: Player, index: int | None) -> None:
+        """Close the episode; what it failed to deliver is owed by a new one a second later."""
+        ep = self.episode
+        if ep is not None and ep.steered:
             player.release()
+        if ep is not None and index is not None and ep.made < ep.quota and self._plan is not None:
+            self._plan.insert(0, (index + 30, ep.quota - ep.made))
+            target = getattr(ep.effect, "oid", None)
+            if target is not None:
+                self._failed.add(target)
         self.episode = None

@@ -31,7 +31,7 @@ class Thresholds:
     surface_fraction: float = 0.02  # fraction of the frame showing the bad texture
     texture_diff: int = 12  # 8-bit level difference that counts as a visibly changed pixel
     texture_changed: float = 0.25  # share of the surface's pixels that must visibly change
-    low_res_changed: float = 0.05  # the same for low-res and stretched textures, which change fine detail
+    subtle_mean_diff: float = 3.0  # low-res and stretched textures change fine detail: mean 8-bit change on the surface
     poster_fraction: float = 0.008  # fraction of the frame covered by the fighting poster
     poster_lost: float = 0.15  # fraction of the poster where the wall wins
     floating_fraction: float = 0.003  # fraction of the frame covered by the floating prop
@@ -60,15 +60,18 @@ def surface(ids: np.ndarray, oid: int, rgb_bug: np.ndarray, rgb_ref: np.ndarray,
 
     A bad texture on a nearly uniform surface (a low-resolution copy of plain plaster) can look
     exactly like the right one; it only counts when the two renders differ visibly on the mask
-    (``subtle``: low-resolution and stretched textures change fine detail, so fewer pixels need to).
+    (``subtle``: low-resolution and stretched textures change fine detail everywhere a little, so
+    their test is the mean change over the surface).
     """
     mask = ids == oid
     severity = float(mask.mean())
     if not mask.any():
         return Truth(False, severity, mask)
     diff = np.abs(rgb_bug.astype(np.int16) - rgb_ref.astype(np.int16)).max(axis=2)[mask]
-    needed = t.low_res_changed if subtle else t.texture_changed
-    visible = float((diff > t.texture_diff).mean()) >= needed
+    if subtle:
+        visible = float(diff.mean()) >= t.subtle_mean_diff
+    else:
+        visible = float((diff > t.texture_diff).mean()) >= t.texture_changed
     return Truth(severity >= t.surface_fraction and visible, severity, mask)
 
 

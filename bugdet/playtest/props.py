@@ -32,11 +32,11 @@ def tree(rng: np.random.Generator, x: float, y: float, z: float) -> tuple[list[P
         trunk.cylinder((x, y, z - 0.2), trunk_r, trunk_r * 0.5, height * 0.5, _shade(rng), segments=7, uv_scale=1.0)
         tint = (rng.uniform(0.55, 0.75), rng.uniform(0.8, 1.0), rng.uniform(0.6, 0.8), 1.0)
         for k in range(3):
-            base_z = z + 1.4 + k * height * 0.22
+            base_z = z + 2.1 + k * height * 0.22  # lowest branches above head height
             r = (1.9 - k * 0.5) * rng.uniform(0.85, 1.15)
             crown.cylinder((x, y, base_z), r, 0.0, height * 0.38, tint, segments=8, uv_scale=1.5)
     else:
-        height = rng.uniform(2.2, 3.4)
+        height = rng.uniform(2.6, 3.6)  # crowns start above the eye, so no clean frame looks into foliage
         trunk.cylinder((x, y, z - 0.2), trunk_r, trunk_r * 0.7, height + 0.5, _shade(rng), segments=7, uv_scale=1.0)
         tint = (rng.uniform(0.8, 1.05), rng.uniform(0.85, 1.1), rng.uniform(0.6, 0.85), 1.0)
         for _ in range(int(rng.integers(3, 6))):
@@ -158,7 +158,7 @@ def fence_segment(length: float) -> list[Part]:
     mb = MeshBuilder()
     n = max(1, int(length // 2))
     for i in range(n + 1):
-        mb.box((-length / 2 + i * length / n, 0, 0.55), (0.12, 0.12, 1.3), WHITE, uv_scale=1.0)
+        mb.box((-length / 2 + i * length / n, 0, 0.35), (0.12, 0.12, 1.7), WHITE, uv_scale=1.0)  # sunk 0.5 m: slopes
     for zr in (0.45, 0.95):
         mb.box((0, 0, zr), (length, 0.05, 0.14), WHITE, uv_scale=1.0)
     return [(mb.build("fence"), "planks")]

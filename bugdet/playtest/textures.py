@@ -252,6 +252,12 @@ class TextureLibrary:
             self.textures["__placeholder"] = to_texture("placeholder", placeholder_checker(), nearest=True)
         return self.textures["__placeholder"]
 
+    def detail(self, name: str) -> float:
+        """How much a texture loses at low resolution (mean absolute 8-bit difference): plain
+        plaster loses almost nothing, so low-res and stretched bugs on it would be invisible."""
+        image = self.images[name].astype(np.float32)
+        return float(np.abs(image - low_resolution(self.images[name]).astype(np.float32)).mean())
+
     def low_res(self, name: str) -> Texture:
         key = "__lowres_" + name
         if key not in self.textures:

@@ -174,7 +174,7 @@ class ViewmodelAnimator:
                 self.reload_t = -1.0
             else:
                 lower = math.sin(math.pi * t)  # down and tilted, then back up
-                z -= 0.12 * lower
-                p -= 25.0 * lower
+                z -= 0.07 * lower
+                p -= 18.0 * lower
                 r += 20.0 * lower
         return (x, y, z), (h, p, r)
