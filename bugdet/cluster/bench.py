@@ -11,6 +11,10 @@
   init, no restarts), same iteration count (sklearn ``tol=0``; its actual ``n_iter_`` is
   reported), same threads. ``inertia_ratio`` = FAISS / sklearn inertia, both recomputed the same
   way from the final centroids.
+
+Each stage is measured in its own freshly spawned process: OpenCV, PyTorch and FAISS each keep a
+thread pool whose workers spin for a while after use, and measured back to back in one process
+they slow each other down (eager torch lost 2-3x right after OpenCV segmentation here).
 """
 
 from __future__ import annotations
@@ -41,6 +45,12 @@ def measure_masks(frames: list[np.ndarray]) -> dict[str, Any]:
             "segment_frames": result["frames"], "segment_masks": result["masks"]}
 
 
+def segmentation_stage(n_frames: int, n_crops: int) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Render playtest frames, time segmentation, and cut the mask crops the embedding stage uses."""
+    frames = _playtest_frames(n_frames)
+    return measure_masks(frames), _crops(frames, n_crops)
+
+
 def _crops(frames: list[np.ndarray], count: int, seed: int = 0) -> list[np.ndarray]:
     """Mask crops from the segmenter's masks of ``frames`` (cycled to ``count``)."""
     from bugdet.segment.automatic import AutomaticMaskGenerator
@@ -64,7 +74,7 @@ def _crops(frames: list[np.ndarray], count: int, seed: int = 0) -> list[np.ndarr
     return [crops[i % len(crops)] for i in range(count)]
 
 
-def measure_embedding(frames: list[np.ndarray], batch: int, repeats: int, threads: int) -> dict[str, Any]:
+def measure_embedding(crops: list[np.ndarray], repeats: int, threads: int) -> dict[str, Any]:
     import tempfile
 
     import torch
@@ -81,7 +91,8 @@ def measure_embedding(frames: list[np.ndarray], batch: int, repeats: int, thread
     eager = TorchClipEmbedder(spec, model=model, tokenizer=tokenizer, threads=threads)
     with tempfile.TemporaryDirectory() as cache:
         onnx = OnnxClipEmbedder(spec, Path(cache), threads=threads, model=model, tokenizer=tokenizer)
-        pixels = to_pixel_batch(_crops(frames, batch), eager.image_size, eager.mean, eager.std)
+        batch = len(crops)
+        pixels = to_pixel_batch(crops, eager.image_size, eager.mean, eager.std)
         parity = float(np.abs(eager.forward_pixels(pixels) - onnx.forward_pixels(pixels)).max())
         times: dict[str, list[float]] = {"torch": [], "onnx": []}
         for _ in range(repeats):  # interleaved, so load from other processes hits both alike
@@ -136,14 +147,23 @@ def measure_kmeans(n: int, d: int, k: int, niter: int, threads: int, seed: int =
             "kmeans_init": "one shared greedy k-means++ init, no restarts (n_init=1)"}
 
 
+def _isolated(fn: Any, *args: Any) -> Any:
+    """Run ``fn(*args)`` in a freshly spawned process (see the module docstring for why)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
 def run_pipeline_bench(quick: bool = False, threads: int = 0) -> dict[str, Any]:
     threads = threads or (os.cpu_count() or 1)
-    frames = _playtest_frames(4 if quick else 16)
     results: dict[str, Any] = {"quick": quick, "threads": threads, "cpu_count": os.cpu_count()}
-    results.update(measure_masks(frames))
-    results.update(measure_embedding(frames, batch=16 if quick else 32, repeats=4 if quick else 8, threads=threads))
+    segmentation, crops = _isolated(segmentation_stage, 4 if quick else 16, 16 if quick else 32)
+    results.update(segmentation)
+    results.update(_isolated(measure_embedding, crops, 4 if quick else 8, threads))
     n, k, niter = (20_000, 50, 10) if quick else (100_000, 100, 20)
-    results.update(measure_kmeans(n, 512, k, niter, threads))
+    results.update(_isolated(measure_kmeans, n, 512, k, niter, threads))
     return results
 
 
@@ -158,4 +178,4 @@ def register(bench_app: typer.Typer) -> None:
         results = run_pipeline_bench(quick, threads)
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        typer.echo(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in results.items()}, indent=1))
+        typer.echo(json.dumps({k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in results.items()}, indent=1))

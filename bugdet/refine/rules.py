@@ -35,6 +35,8 @@ class RuleOutcome:
 
     def describe(self) -> str:
         miss = f", {self.missing_embeddings} without embeddings (run `bugdet embed`)" if self.missing_embeddings else ""
+        if not self.evaluated and not self.missing_embeddings:
+            miss = " (no new masks embedded with this rule's model)"
         return f"{self.rule.describe()}: matched {self.matched} of {self.evaluated} masks{miss}"
 
 

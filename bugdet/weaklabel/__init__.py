@@ -1,0 +1,1 @@
+"""Weak labels for frames: a few labeled exemplars propagated by kNN vote over frame embeddings."""
