@@ -88,7 +88,9 @@ class DetectionServicer(pb_grpc.DetectionServicer):
         submitted = 0
         try:
             for request in request_iterator:
-                window.acquire()
+                while not window.acquire(timeout=0.25):
+                    if not context.is_active():  # cancelled while the window was full
+                        return
                 submitted += 1
                 started = time.perf_counter()
                 try:

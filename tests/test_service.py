@@ -363,3 +363,26 @@ def test_tls_and_mutual_tls(package_root: Path, tmp_path: Path) -> None:
             with pytest.raises(grpc.RpcError) as err:  # no client certificate / no TLS at all
                 pb_grpc.DetectionStub(channel).GetModelInfo(request, timeout=10)
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_cancelled_stream_releases_its_threads(stub) -> None:
+    frame = pb.Frame(encoded=png(scene_frames(1)[0][0]))
+    stop = threading.Event()
+    baseline = threading.active_count()
+
+    def endless():
+        for i in range(100000):  # bounded; the client cancels long before
+            if stop.is_set():
+                return
+            yield pb.DetectStreamRequest(frame=pb.Frame(id=str(i), encoded=frame.encoded))
+
+    call = stub.DetectStream(endless(), timeout=30)
+    received = [next(call) for _ in range(40)]  # more than the stream window: the server is reading
+    call.cancel()
+    stop.set()
+    assert len({r.id for r in received}) == 40
+    deadline = time.monotonic() + 5
+    while threading.active_count() > baseline and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= baseline
+    assert stub.Detect(pb.DetectRequest(frames=[frame]), timeout=5).results  # and the server goes on
