@@ -26,10 +26,40 @@ class FrameError(ValueError):
     """The frame's bytes cannot be turned into an image as described."""
 
 
+def encoded_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header without decoding, or None if neither.
+
+    Checked before decoding so that a tiny file declaring a huge image (a decompression bomb)
+    is refused instead of making the server allocate gigabytes.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+        i += 2 + length
+    return None
+
+
 def decode_encoded(data: bytes, what: str = "frame") -> np.ndarray:
     """PNG/JPEG bytes -> RGB uint8 [H, W, 3]."""
     if not data:
         raise FrameError(f"{what}: empty image bytes")
+    size = encoded_size(data)
+    if size is None:
+        raise FrameError(f"{what}: {len(data)} bytes are not a decodable PNG or JPEG image")
+    if max(size) > MAX_SIDE or min(size) <= 0:
+        raise FrameError(f"{what}: encoded image is {size[0]}x{size[1]}; sides must be within 1..{MAX_SIDE}")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise FrameError(f"{what}: {len(data)} bytes are not a decodable PNG or JPEG image")

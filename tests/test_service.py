@@ -158,6 +158,8 @@ def test_model_info_and_reload_rpc(stub) -> None:
         (pb.Frame(id="zero", raw=pb.RawImage(data=b"", width=0, height=0, format=pb.RGB8)), "INVALID_ARGUMENT", "positive width"),
         (pb.Frame(id="huge", raw=pb.RawImage(data=bytes(16), width=100000, height=2, format=pb.RGB8)), "INVALID_ARGUMENT", "exceeds the largest"),
         (pb.Frame(id="big", encoded=bytes(2 << 20)), "INVALID_ARGUMENT", "frame limit"),
+        (pb.Frame(id="bomb", encoded=b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + (60000).to_bytes(4, "big") * 2 + bytes(64)),
+         "INVALID_ARGUMENT", "encoded image is 60000x60000"),
     ],
     ids=lambda v: v.id if isinstance(v, pb.Frame) else "",
 )
