@@ -192,7 +192,7 @@ class Player:
         if task.kind == "look":
             route = [task.target] + (task.waypoints or [])
             length = sum(math.dist(a, b) for a, b in zip([(self.x, self.y)] + route[:-1], route))
-            if length > 15.0:
+            if length > 8.0:
                 self.x, self.y = push_out(self.world.colliders, *route[-1], RADIUS)
                 task.target, task.waypoints = route[-1], []
         self.task = task
