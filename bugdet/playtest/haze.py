@@ -14,7 +14,7 @@ import math
 import cv2
 import numpy as np
 
-from bugdet.playtest.world import WEAPON_ID, World
+from bugdet.playtest.world import World
 
 START = 12.0  # metres where haze begins
 END = 75.0  # metres where it reaches full strength

@@ -8,7 +8,6 @@ one is held out for test sets.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from panda3d.core import NodePath
@@ -55,7 +54,7 @@ def _carve(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, int, i
 
 
 def _wall_runs(floor: np.ndarray) -> list[tuple[float, float, float, float, float]]:
-    """Merged wall segments as (cx, cy, length, heading, outward-facing side sign)."""
+    """Merged wall segments as (cx, cy, length, heading, side): side > 0 when the floor is on the +x/+y side."""
     runs = []
     n = floor.shape[0]
     for i in range(1, n):  # walls on x = i between tiles (i-1, j) and (i, j)
@@ -81,6 +80,13 @@ def _wall_runs(floor: np.ndarray) -> list[tuple[float, float, float, float, floa
             else:
                 i += 1
     return runs
+
+
+def _facing_tile(cx: float, cy: float, heading: float, side: float) -> tuple[int, int]:
+    """The floor tile in the middle of a wall run, on the side the wall faces (``side`` > 0: +x/+y)."""
+    if heading == 90.0:
+        return int(cx if side > 0 else cx - 1), int(cy)
+    return int(cx), int(cy if side > 0 else cy - 1)
 
 
 def build_indoor(layout_seed: int, variant: str, env_seed: int) -> World:
@@ -114,27 +120,22 @@ def build_indoor(layout_seed: int, variant: str, env_seed: int) -> World:
     for k, (x, y, w, h) in enumerate(rooms):
         room_material[k] = "bricks" if (variant == "warehouse" and k % 2) or (variant == "bunker" and k % 3 == 0) else "plaster"
 
-    def room_of(tx_: int, ty_: int) -> int | None:
+    def room_of(tile: tuple[int, int]) -> int | None:
         for k, (x, y, w, h) in enumerate(rooms):
-            if x <= tx_ < x + w and y <= ty_ < y + h:
+            if x <= tile[0] < x + w and y <= tile[1] < y + h:
                 return k
         return None
 
     for cx, cy, length, heading, side in _wall_runs(floor):
         wx, wy = cx - offset, cy - offset
-        # which room the wall faces decides its material
-        probe = (int(cx - 0.5 if heading == 90.0 and side < 0 else cx if heading == 90.0 else cx),
-                 int(cy if heading == 90.0 else (cy - 0.5 if side < 0 else cy)))
-        k = room_of(min(max(probe[0], 0), GRID - 1), min(max(probe[1], 0), GRID - 1))
-        material = room_material.get(k, "concrete") if k is not None else "concrete"
+        k = room_of(_facing_tile(cx, cy, heading, side))  # the room a wall faces decides its material
+        material = room_material[k] if k is not None else "concrete"
         parts, colliders = props.wall(wx, wy, length + 0.3, CEILING + 0.3, 0.3, heading, material, cap=False)
         obj = world.add("wall", "wall", parts, (wx, wy, 0.0), heading, colliders, texture_target=True)
         if length >= 4 and rng.random() < 0.35:
-            # a poster on the side facing the floor; local -y faces (0, -1) rotated by heading
-            normal_sign = -side if heading == 90.0 else side
-            local_y = -0.15 if normal_sign < 0 else 0.15
-            anchor = obj.node.attachNewNode("flip")
-            if local_y > 0:
+            # posters go on the wall's local -y face; turn the anchor when the floor is on +y
+            anchor = obj.node.attachNewNode("poster_side")
+            if (heading == 90.0) != (side > 0):
                 anchor.setH(180)
             add_poster(world, rng, anchor, (float(rng.uniform(-length / 4, length / 4)), -0.15, 1.0), 0.9, 1.2)
 

@@ -101,6 +101,7 @@ class PlaytestSession:
         r.set_fppc_bug(False)
         r.set_fov(self.fov)
         weapon_node = build_weapon(self.weapon)
+        weapon_node.setColorScale(*world.environment.viewmodel_tint, 1.0)  # lit like the level
         r.set_weapon(weapon_node)
         player = Player(world, stream(spec.seed, "route"))
         animator = ViewmodelAnimator(self.weapon)

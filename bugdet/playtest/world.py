@@ -29,7 +29,6 @@ class WorldObject:
     category: str
     node: NodePath
     material: str | None = None  # texture name, for the texture bugs
-    texture_scale: float = 1.0
 
 
 @dataclass
