@@ -1,7 +1,8 @@
 """``bugdet bench pipeline``: throughput of the mining pipeline's stages, written as JSON.
 
-* ``masks_per_s``: the segmentation engineer's :func:`bugdet.segment.bench.measure_masks_per_s`
-  (default backend, automatic mode) on playtest-world park frames.
+* ``masks_per_s``: segmentation throughput from :mod:`bugdet.segment.bench` (its
+  ``measure_segmentation``, which ``measure_masks_per_s`` wraps, called once so the backend and
+  counts come along): default backend, automatic mode, playtest-world park frames at 320x240.
 * ``embed_torch_ips`` / ``embed_onnx_ips``: image-tower throughput of open_clip ViT-S-32
   (UNPRETRAINED random init: weights do not change the cost) on the same preprocessed batches of
   real mask crops, eager torch (inference mode, fused attention fast path) vs onnxruntime (all

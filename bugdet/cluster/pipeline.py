@@ -25,6 +25,7 @@ from bugdet.errors import InputError
 from bugdet.progress import NullProgress, Progress
 from bugdet.project import Project
 from bugdet.refine.decisions import mask_status
+from bugdet.segment.masks import ensure_masks_schema
 
 
 @dataclass
@@ -68,51 +69,52 @@ def resolve_model_key(project: Project, model_key: str | None) -> str:
     return key
 
 
-def run_clustering(project: Project, model_key: str | None = None, cfg: ClusterConfig | None = None,
-                   progress: Progress | None = None) -> ClusteringResult:
-    """Cluster every embedded, non-rejected mask and write the bank."""
-    progress = progress or NullProgress()
-    cfg = cfg or project.config.filter.cluster
-    key = resolve_model_key(project, model_key)
-    if project.config.filter.refine.replay_on_cluster:
-        from bugdet.refine.rules import replay_decisions
+@dataclass
+class _Points:
+    """The masks that enter a clustering run."""
 
-        replay_decisions(project)
+    ids: np.ndarray
+    vectors: np.ndarray
+    scores: np.ndarray        # segmentation quality, for choosing which duplicate survives
+    embedded: int
+    rejected: int
+
+
+def _load_points(project: Project, key: str) -> _Points:
     conn = project.connect()
     try:
-        info = get_model(conn, key)
+        ensure_masks_schema(conn)
         ids, vectors = load_embeddings(project.root, conn, key, "mask")
-        if len(ids) == 0:
-            raise InputError("no embedded masks to cluster (run `bugdet segment` and `bugdet embed` first)")
         status = mask_status(conn, ids.tolist())
         content = {r["id"]: r["score"] for r in conn.execute("SELECT id, score, meta FROM masks")
                    if not json.loads(r["meta"] or "{}").get("role")}
     finally:
         conn.close()
-
     # Masks deleted since they were embedded, and role masks (a tester's weapon mask: an annotation
     # for compositing, not scene content) never enter the clustering or the bank.
     present = np.array([int(i) in content for i in ids], bool)
     ids, vectors = ids[present], vectors[present]
     if len(ids) == 0:
         raise InputError("no embedded masks to cluster (run `bugdet segment` and `bugdet embed` first)")
-    scores = content
     accepted = np.array([status.get(int(i)) != "reject" for i in ids])
-    n_rejected = int((~accepted).sum())
-    ids, vectors = ids[accepted], vectors[accepted]
-    if len(ids) == 0:
-        raise InputError(f"all {n_rejected} embedded masks are rejected by decisions; nothing to cluster")
+    if not accepted.any():
+        raise InputError(f"all {len(ids)} embedded masks are rejected by decisions; nothing to cluster")
+    scores = np.array([content[int(i)] for i in ids], np.float64)
+    return _Points(ids[accepted], vectors[accepted], scores[accepted], len(ids), int((~accepted).sum()))
 
-    progress.start("near-duplicate search", 1)
-    if cfg.dedupe_similarity is not None:
-        priority = np.lexsort((ids, -np.array([scores.get(int(i), 0.0) for i in ids])))  # best score, then oldest
-        duplicate_of = near_duplicates(vectors, cfg.dedupe_similarity, order=priority)
-    else:
-        duplicate_of = np.full(len(ids), -1)
-    unique = duplicate_of < 0
-    progress.advance()
 
-    x = vectors[unique]
+@dataclass
+class _Partition:
+    k_fine: int
+    k_scores: dict[int, float]
+    fine_labels: np.ndarray
+    labels: np.ndarray        # final clusters, 0 = largest
+    centroids: np.ndarray     # of the final clusters
+    inertia: float
+
+
+def _partition(x: np.ndarray, cfg: ClusterConfig, progress: Progress) -> _Partition:
+    """k (given or by silhouette) -> spherical FAISS k-means -> optional HAC merge of centroids."""
     if cfg.k is None:
         progress.start("choosing k (silhouette)", 1)
         k_fine, k_scores = choose_k(x, cfg.k_min, cfg.k_max, cfg.k_sample, cfg.seed)
@@ -124,40 +126,68 @@ def run_clustering(project: Project, model_key: str | None = None, cfg: ClusterC
     progress.start(f"k-means (k={k_fine}, {len(x)} points)", 1)
     km = faiss_kmeans(x, k_fine, niter=cfg.niter, seed=cfg.seed, spherical=True)
     progress.advance()
-
-    fine_labels = km.labels
     merged = merge_centroids(km.centroids, cfg.hac_distance) if cfg.hac_distance else np.arange(k_fine)
-    labels = relabel_by_size(merged[fine_labels])
+    labels = relabel_by_size(merged[km.labels])
     k = int(labels.max()) + 1
-    centroids = cluster_centroids(x, labels, k)
-    kept, weights, cap = balance_caps(labels, cfg.cap_per_cluster, cfg.seed)
+    return _Partition(k_fine, k_scores, km.labels, labels, cluster_centroids(x, labels, k), km.inertia)
 
-    # Duplicates join their original's cluster, so replaying a cluster verdict covers them too.
-    unique_rows = np.flatnonzero(unique)
-    row_in_x = {int(r): j for j, r in enumerate(unique_rows)}
+
+def _members(points: _Points, duplicate_of: np.ndarray, part: _Partition, kept: np.ndarray,
+             weights: np.ndarray) -> list[Member]:
+    """One row per mask; duplicates join their original's cluster, so cluster verdicts cover them too."""
+    unique = duplicate_of < 0
+    row_in_x = {int(r): j for j, r in enumerate(np.flatnonzero(unique))}
     members: list[Member] = []
-    for row, mask_id in enumerate(ids):
+    for row, mask_id in enumerate(points.ids):
+        j = row_in_x[row] if unique[row] else row_in_x[int(duplicate_of[row])]
+        cluster = int(part.labels[j])
+        similarity = float(part.centroids[cluster] @ points.vectors[row])
         if unique[row]:
-            j = row_in_x[row]
-            state = "kept" if kept[j] else "capped"
-            members.append(Member(int(mask_id), int(labels[j]), int(fine_labels[j]),
-                                  float(centroids[labels[j]] @ x[j]), state, float(weights[j])))
+            state, weight = ("kept" if kept[j] else "capped"), float(weights[j])
         else:
-            j = row_in_x[int(duplicate_of[row])]
-            members.append(Member(int(mask_id), int(labels[j]), int(fine_labels[j]),
-                                  float(centroids[labels[j]] @ vectors[row]), "duplicate", 0.0))
-    params = {"k_config": cfg.k, "k_fine": k_fine, "k_scores": k_scores, "niter": cfg.niter, "seed": cfg.seed,
-              "hac_distance": cfg.hac_distance, "cap": cap, "dedupe_similarity": cfg.dedupe_similarity,
-              "spherical": True, "inertia": km.inertia, "rejected": n_rejected}
+            state, weight = "duplicate", 0.0
+        members.append(Member(int(mask_id), cluster, int(part.fine_labels[j]), similarity, state, weight))
+    return members
+
+
+def run_clustering(project: Project, model_key: str | None = None, cfg: ClusterConfig | None = None,
+                   progress: Progress | None = None) -> ClusteringResult:
+    """Cluster every embedded, non-rejected mask and write the bank."""
+    progress = progress or NullProgress()
+    cfg = cfg or project.config.filter.cluster
+    key = resolve_model_key(project, model_key)
+    if project.config.filter.refine.replay_on_cluster:
+        from bugdet.refine.rules import replay_decisions
+
+        replay_decisions(project)
+    points = _load_points(project, key)
+
+    progress.start("near-duplicate search", 1)
+    if cfg.dedupe_similarity is not None:
+        priority = np.lexsort((points.ids, -points.scores))  # best segmentation score first, then oldest
+        duplicate_of = near_duplicates(points.vectors, cfg.dedupe_similarity, order=priority)
+    else:
+        duplicate_of = np.full(len(points.ids), -1)
+    progress.advance()
+
+    part = _partition(points.vectors[duplicate_of < 0], cfg, progress)
+    kept, weights, cap = balance_caps(part.labels, cfg.cap_per_cluster, cfg.seed)
+    members = _members(points, duplicate_of, part, kept, weights)
+    params = {"k_config": cfg.k, "k_fine": part.k_fine, "k_scores": part.k_scores, "niter": cfg.niter,
+              "seed": cfg.seed, "hac_distance": cfg.hac_distance, "cap": cap,
+              "dedupe_similarity": cfg.dedupe_similarity, "spherical": True, "inertia": part.inertia,
+              "rejected": points.rejected}
     conn = project.connect()
     try:
-        run = save_run(project.root, conn, key, k_fine, params, centroids, members)
-        frame_of = dict(conn.execute("SELECT id, frame_id FROM masks").fetchall())
+        info = get_model(conn, key)
+        run = save_run(project.root, conn, key, part.k_fine, params, part.centroids, members)
+        frame_of = {r["id"]: r["frame_id"] for r in conn.execute("SELECT id, frame_id FROM masks")}
     finally:
         conn.close()
 
-    sizes = np.bincount(labels, minlength=k).tolist()
-    kept_per = np.bincount(labels[kept], minlength=k).tolist()
+    k = len(part.centroids)
+    sizes = np.bincount(part.labels, minlength=k).tolist()
+    kept_per = np.bincount(part.labels[kept], minlength=k).tolist()
     label = info.label if info else key
     pretrained = info.pretrained if info else True
     write_bank(project, {
@@ -166,5 +196,5 @@ def run_clustering(project: Project, model_key: str | None = None, cfg: ClusterC
         "masks": [{"mask_id": m.mask_id, "frame_id": frame_of.get(m.mask_id), "cluster": m.cluster,
                    "weight": m.weight} for m in members if m.state == "kept"],
     })
-    return ClusteringResult(run, label, pretrained, len(accepted), n_rejected, int((~unique).sum()), k_fine, k,
-                            k_scores, sizes, kept_per, cap)
+    return ClusteringResult(run, label, pretrained, points.embedded, points.rejected, int((duplicate_of >= 0).sum()),
+                            part.k_fine, k, part.k_scores, sizes, kept_per, cap)

@@ -17,6 +17,7 @@ from bugdet.embed.base import Embedder
 from bugdet.embed.store import embedded_ids, load_embeddings
 from bugdet.errors import InputError
 from bugdet.project import Project
+from bugdet.segment.masks import ensure_masks_schema
 from bugdet.refine.decisions import (
     Decision,
     evaluated_masks,
@@ -143,6 +144,7 @@ def decide_masks(project: Project, mask_ids: Sequence[int], action: str, who: st
     """A person's verdict on single masks."""
     conn = project.connect()
     try:
+        ensure_masks_schema(conn)
         known = {r[0] for r in conn.execute(
             f"SELECT id FROM masks WHERE id IN ({','.join('?' * len(mask_ids))})", list(mask_ids))} if mask_ids else set()
         unknown = [m for m in mask_ids if m not in known]
