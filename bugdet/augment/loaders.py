@@ -8,18 +8,21 @@ with sampling weights); before a bank exists, every stored mask is used and a lo
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 from collections import defaultdict
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from bugdet.augment.base import SourceMask, TargetFrame
-from bugdet.augment.weapon import PropagationParams, TemporalParams, estimate_weapon_masks, propagate_masks
+from bugdet.augment.weapon import PropagationParams, TemporalParams, WeaponTemplate
 from bugdet.errors import InputError
 from bugdet.imageio import read_mask, read_rgb
 from bugdet.project import Project
-from bugdet.segment.masks import MaskRecord, iter_masks, mask_bbox
+from bugdet.segment.masks import MaskRecord, iter_masks, mask_bbox, rle_decode, rle_encode
 from bugdet.store.frames import FrameRow, iter_frames
 
 log = logging.getLogger("bugdet.augment")
@@ -96,38 +99,106 @@ def load_targets(
         if missing:
             log.warning("%d of %d target frames have no engine weapon mask (aux.weapon_mask)", missing, len(rows))
     elif source == "prompt":
-        masks = _prompt_masks(project, rows, images)
+        masks = _prompt_masks(project, rows, images, cfg.temporal_frames)
     else:
         masks = _auto_masks(project, rows, images, cfg.temporal_frames)
     return [TargetFrame(rgb, m, r.id) for r, rgb, m in zip(rows, images, masks)]
 
 
-def _prompt_masks(project: Project, rows: Sequence[FrameRow], images: Sequence[np.ndarray]) -> list[np.ndarray | None]:
+#: Bump when the estimators change, so cached weapon masks from older code are not reused.
+WEAPON_CACHE_VERSION = 2
+
+
+class _WeaponMaskCache:
+    """Estimated weapon masks kept under ``augment/weapon_masks/`` (RLE per frame content hash).
+
+    A capture's template is fixed by its inputs (the pool frames, the prompt, the parameters),
+    and so is each frame's mask; the key hashes those inputs, so the trainer's repeated
+    ``load_targets`` calls propagate each frame once, and any change of input starts afresh."""
+
+    def __init__(self, project: Project, kind: str, key_parts: list):
+        digest = hashlib.sha256(json.dumps([WEAPON_CACHE_VERSION, kind, *key_parts], sort_keys=True, default=str)
+                                .encode()).hexdigest()[:24]
+        self.path = project.stage_dir("augment") / "weapon_masks" / f"{kind}-{digest}.json"
+        self.frames: dict[str, dict] = {}
+        if self.path.is_file():
+            try:
+                self.frames = json.loads(self.path.read_text(encoding="utf-8"))["frames"]
+            except (OSError, ValueError, KeyError):
+                self.frames = {}  # a damaged cache is recomputed, never trusted
+
+    def get(self, sha: str) -> np.ndarray | None:
+        rle = self.frames.get(sha)
+        return None if rle is None else rle_decode(rle)
+
+    def put_all(self, items: dict[str, np.ndarray]) -> None:
+        if not items:
+            return
+        self.frames.update({sha: rle_encode(m) for sha, m in items.items()})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"frames": self.frames}, separators=(",", ":")), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def _capture_pool(project: Project, conn, source_id: int, size: int) -> tuple[list[FrameRow], list[np.ndarray]]:
+    """Up to ``size`` frames evenly spread over one capture (the template's statistics)."""
+    capture = list(iter_frames(conn, source_id=source_id))
+    if not capture:
+        return [], []
+    pick = sorted(set(np.linspace(0, len(capture) - 1, min(size, len(capture))).round().astype(int).tolist()))
+    rows = [capture[i] for i in pick]
+    return rows, [read_rgb(project.root / r.path) for r in rows]
+
+
+def _masks_via_cache(cache: _WeaponMaskCache, rows: Sequence[FrameRow], images: Sequence[np.ndarray],
+                     members: Sequence[int], template_factory) -> dict[int, np.ndarray]:
+    """Masks of ``members`` (indices into rows), computing only those the cache lacks."""
+    out = {k: cache.get(rows[k].sha256) for k in members}
+    missing = [k for k, m in out.items() if m is None]
+    if missing:
+        template: WeaponTemplate = template_factory()
+        computed = template.masks([images[k] for k in missing])
+        out.update(zip(missing, computed))
+        cache.put_all({rows[k].sha256: m for k, m in zip(missing, computed)})
+    return out
+
+
+def _prompt_masks(project: Project, rows: Sequence[FrameRow], images: Sequence[np.ndarray],
+                  pool_size: int) -> list[np.ndarray | None]:
     refs = prompt_weapon_masks(project)
     if not refs:
         raise InputError("no weapon prompt saved: segment the weapon on one frame with `bugdet prompt ... --save --role weapon`")
     conn = project.connect()
     try:
         ref_rows = {r.id: r for r in iter_frames(conn) if r.id in refs}
+
+        def nearest_ref(row: FrameRow) -> int:
+            # Same capture first (same weapon and lighting), then the closest frame in it.
+            return min(ref_rows, key=lambda i: (ref_rows[i].source_id != row.source_id,
+                                                abs(ref_rows[i].source_index - row.source_index), i))
+
+        out: list[np.ndarray | None] = [None] * len(rows)
+        groups: dict[int, list[int]] = defaultdict(list)
+        for k, row in enumerate(rows):
+            if row.id in refs:
+                out[k] = refs[row.id].decode()
+            else:
+                groups[nearest_ref(row)].append(k)
+        for ref_id, members in groups.items():
+            ref_row, ref_mask = ref_rows[ref_id], refs[ref_id]
+            pool_rows = list(iter_frames(conn, source_id=ref_row.source_id))
+            cache = _WeaponMaskCache(project, "prompt", [ref_mask.id, ref_row.sha256, ref_mask.rle["counts"][:64],
+                                                         len(pool_rows), repr(PropagationParams())])
+
+            def factory(ref_row=ref_row, ref_mask=ref_mask) -> WeaponTemplate:
+                _, pool = _capture_pool(project, conn, ref_row.source_id, pool_size)
+                return WeaponTemplate.from_prompt(read_rgb(project.root / ref_row.path), ref_mask.decode(), pool)
+
+            for k, m in _masks_via_cache(cache, rows, images, members, factory).items():
+                out[k] = m
     finally:
         conn.close()
-
-    def nearest_ref(row: FrameRow) -> int:
-        # Same capture first (same weapon and lighting), then the closest frame in it.
-        return min(ref_rows, key=lambda i: (ref_rows[i].source_id != row.source_id, abs(ref_rows[i].source_index - row.source_index), i))
-
-    out: list[np.ndarray | None] = [None] * len(rows)
-    groups: dict[int, list[int]] = defaultdict(list)
-    for k, row in enumerate(rows):
-        if row.id in refs:
-            out[k] = refs[row.id].decode()
-        else:
-            groups[nearest_ref(row)].append(k)
-    for ref_id, members in groups.items():
-        ref_rgb = read_rgb(project.root / ref_rows[ref_id].path)
-        propagated = propagate_masks(ref_rgb, refs[ref_id].decode(), [images[k] for k in members], PropagationParams())
-        for k, p in zip(members, propagated):
-            out[k] = p.mask
     log.info("weapon masks of %d frames propagated from %d prompt(s)", sum(len(g) for g in groups.values()), len(groups))
     return out
 
@@ -146,16 +217,22 @@ def _auto_masks(
             # The template comes from the whole capture, not just the targets: more frames, more
             # world motion behind a viewmodel that stays put.
             capture = list(iter_frames(conn, source_id=source_id))
-            pick = np.linspace(0, len(capture) - 1, min(pool_size, len(capture))).round().astype(int)
-            pool = [read_rgb(project.root / capture[i].path) for i in sorted(set(pick.tolist()))]
-            if len(pool) < temporal.min_frames:
+            if min(pool_size, len(capture)) < temporal.min_frames:
                 log.warning("capture %d: only %d frames, too few to estimate the weapon (need %d)",
-                            source_id, len(pool), temporal.min_frames)
+                            source_id, len(capture), temporal.min_frames)
                 continue
-            masks, info = estimate_weapon_masks([images[k] for k in members], pool, temporal)
-            if info["template_area"] == 0:
-                log.warning("capture %d: no screen-anchored stable region found (no viewmodel?)", source_id)
-            for k, m in zip(members, masks):
+            pick = np.linspace(0, len(capture) - 1, min(pool_size, len(capture))).round().astype(int)
+            cache = _WeaponMaskCache(project, "auto", [sorted(capture[i].sha256 for i in set(pick.tolist())),
+                                                      repr(temporal), repr(PropagationParams())])
+
+            def factory(source_id=source_id) -> WeaponTemplate:
+                _, pool = _capture_pool(project, conn, source_id, pool_size)
+                template = WeaponTemplate.from_frames(pool, temporal)
+                if not template.mask.any():
+                    log.warning("capture %d: no screen-anchored stable region found (no viewmodel?)", source_id)
+                return template
+
+            for k, m in _masks_via_cache(cache, rows, images, members, factory).items():
                 out[k] = m
     finally:
         conn.close()

@@ -166,19 +166,81 @@ def propagate_mask(
     return Propagated(mask, (dx, dy), residual)
 
 
+def residual_limit(residuals: Sequence[float], params: PropagationParams = PropagationParams()) -> float:
+    """Matches worse than this have no recognisable weapon, judged against the good ones."""
+    finite = np.array([r for r in residuals if np.isfinite(r)])
+    if finite.size == 0:
+        return float("inf")
+    return params.outlier_residual * max(float(np.percentile(finite, 20)), 1.0)
+
+
 def propagate_masks(
-    ref_rgb: np.ndarray, ref_mask: np.ndarray, frames: Sequence[np.ndarray], params: PropagationParams = PropagationParams()
+    ref_rgb: np.ndarray,
+    ref_mask: np.ndarray,
+    frames: Sequence[np.ndarray],
+    params: PropagationParams = PropagationParams(),
+    limit: float | None = None,
 ) -> list[Propagated]:
     """:func:`propagate_mask` over frames of one capture, emptying the masks of frames whose match
-    is an outlier (weapon lowered, holstered or off-screen) relative to the capture's good matches."""
+    is an outlier (weapon lowered, holstered or off-screen): worse than ``limit``, by default
+    :func:`residual_limit` of these frames' own matches."""
     out = [propagate_mask(ref_rgb, ref_mask, f, params) for f in frames]
-    residuals = np.array([p.residual for p in out if np.isfinite(p.residual)])
-    if residuals.size:
-        limit = params.outlier_residual * max(float(np.percentile(residuals, 20)), 1.0)
-        for p in out:
-            if p.residual > limit:
-                p.mask = np.zeros_like(p.mask)
+    if limit is None:
+        limit = residual_limit([p.residual for p in out], params)
+    for p in out:
+        if p.residual > limit:
+            p.mask = np.zeros_like(p.mask)
     return out
+
+
+@dataclass
+class WeaponTemplate:
+    """The viewmodel of one capture: a reference image, its weapon mask, and the residual above
+    which a frame is judged to show no weapon. Fixed per capture, so a frame's mask does not
+    depend on which other frames are asked for at the same time."""
+
+    reference: np.ndarray
+    mask: np.ndarray
+    limit: float
+    propagation: PropagationParams = PropagationParams()
+    info: dict | None = None
+
+    @classmethod
+    def from_prompt(cls, ref_rgb: np.ndarray, ref_mask: np.ndarray, pool: Sequence[np.ndarray],
+                    propagation: PropagationParams = PropagationParams()) -> "WeaponTemplate":
+        """A tester's mask on one frame; ``pool`` (frames of the capture) calibrates the limit."""
+        ref_mask = np.asarray(ref_mask, dtype=bool)
+        residuals = [match_offset(ref_rgb, ref_mask, f, propagation.search)[2] for f in pool] if ref_mask.any() else []
+        return cls(ref_rgb, ref_mask, residual_limit(residuals, propagation), propagation, {"pool_frames": len(pool)})
+
+    @classmethod
+    def from_frames(cls, pool: Sequence[np.ndarray], temporal: TemporalParams = TemporalParams(),
+                    propagation: PropagationParams = PropagationParams()) -> "WeaponTemplate":
+        """No prompt: the temporally stable, screen-anchored region of the capture's frames."""
+        pool = list(pool)
+        if len(pool) > temporal.max_frames:
+            pick = np.linspace(0, len(pool) - 1, temporal.max_frames).round().astype(int)
+            pool = [pool[i] for i in pick]
+        reference, mask = temporal_template(pool, temporal)
+        for _ in range(temporal.refine_passes if mask.any() else 0):
+            # Align the pool on the first template, so bobbing edges line up, and estimate again.
+            matches = propagate_masks(reference, mask, pool, propagation)
+            aligned = [_shift(f, -p.offset[0], -p.offset[1]) for f, p in zip(pool, matches) if p.mask.any()]
+            if len(aligned) < temporal.min_frames:
+                break
+            refined_reference, refined = temporal_template(
+                aligned, dataclasses.replace(temporal, min_stability=temporal.refine_min_stability))
+            if not refined.any():
+                break
+            reference, mask = refined_reference, refined
+        residuals = [match_offset(reference, mask, f, propagation.search)[2] for f in pool] if mask.any() else []
+        info = {"template_frames": len(pool), "template_area": int(mask.sum())}
+        return cls(reference, mask, residual_limit(residuals, propagation), propagation, info)
+
+    def masks(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if not self.mask.any():
+            return [np.zeros(f.shape[:2], dtype=bool) for f in frames]
+        return [p.mask for p in propagate_masks(self.reference, self.mask, frames, self.propagation, self.limit)]
 
 
 def estimate_weapon_masks(
@@ -189,28 +251,13 @@ def estimate_weapon_masks(
 ) -> tuple[list[np.ndarray], dict]:
     """Weapon masks of ``frames`` with no prompt: the temporal template of ``template_frames``
     (default: ``frames`` themselves, evenly subsampled) propagated to every frame."""
-    pool = list(template_frames if template_frames is not None else frames)
-    if len(pool) > temporal.max_frames:
-        pick = np.linspace(0, len(pool) - 1, temporal.max_frames).round().astype(int)
-        pool = [pool[i] for i in pick]
-    median, mask = temporal_template(pool, temporal)
-    for _ in range(temporal.refine_passes if mask.any() else 0):
-        # Align the pool on the first template, so bobbing edges line up, and estimate again.
-        matches = propagate_masks(median, mask, pool, propagation)
-        aligned = [_shift(f, -p.offset[0], -p.offset[1]) for f, p in zip(pool, matches) if p.mask.any()]
-        if len(aligned) < temporal.min_frames:
-            break
-        refined_median, refined = temporal_template(
-            aligned, dataclasses.replace(temporal, min_stability=temporal.refine_min_stability))
-        if not refined.any():
-            break
-        median, mask = refined_median, refined
-    info = {"template_frames": len(pool), "template_area": int(mask.sum())}
-    if not mask.any():
-        return [np.zeros(f.shape[:2], dtype=bool) for f in frames], info
-    result = propagate_masks(median, mask, frames, propagation)
-    info["frames_without_weapon"] = sum(1 for p in result if not p.mask.any())
-    return [p.mask for p in result], info
+    template = WeaponTemplate.from_frames(template_frames if template_frames is not None else frames,
+                                          temporal, propagation)
+    masks = template.masks(frames)
+    info = dict(template.info or {})
+    if template.mask.any():
+        info["frames_without_weapon"] = sum(1 for m in masks if not m.any())
+    return masks, info
 
 
 def temporal_template(frames: Sequence[np.ndarray], params: TemporalParams = TemporalParams()) -> tuple[np.ndarray, np.ndarray]:
