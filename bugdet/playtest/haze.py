@@ -60,12 +60,15 @@ class Haze:
         alpha = lut[clipped]
         ground_pixels = self.ground_lut[clipped]
         if ground_pixels.any():
-            # world-space vertical component of each pixel ray: a plane in pixel coordinates
-            dz = (self.ray_x[None, :] * rotation[0, 2] + self.ray_z[:, None] * rotation[2, 2]) + rotation[1, 2]
+            # world-space vertical component of each pixel ray: a plane in pixel coordinates; the
+            # ground's haze varies smoothly, so it is computed every 4th pixel and interpolated
+            rx, rz, rlen = self.ray_x[::4], self.ray_z[::4], self.ray_len[::4, ::4]
+            dz = (rx[None, :] * rotation[0, 2] + rz[:, None] * rotation[2, 2]) + rotation[1, 2]
             height = float(eye[2] - self.world.height(float(eye[0]), float(eye[1])))
-            dist = np.full(dz.shape, SKY_DISTANCE, dtype=np.float32)
-            down = dz < -1e-4
-            dist[down] = np.minimum(height / -dz[down] * self.ray_len[down], SKY_DISTANCE)
-            alpha = np.where(ground_pixels, self.amount(dist), alpha)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dist = np.where(dz < -1e-4, height / -dz * rlen, SKY_DISTANCE)
+            coarse = self.amount(np.minimum(dist, SKY_DISTANCE)).astype(np.float32)
+            ground_alpha = cv2.resize(coarse, (ids.shape[1], ids.shape[0]), interpolation=cv2.INTER_LINEAR)
+            alpha = np.where(ground_pixels, ground_alpha, alpha)
         alpha = alpha.astype(np.float32)
         return cv2.blendLinear(rgb, self.fog_image, 1.0 - alpha, alpha)
