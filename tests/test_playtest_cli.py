@@ -20,7 +20,9 @@ def test_record_writes_a_readable_session(tmp_path):
     assert reader.info.generator["variant"] in ("summer", "dry", "autumn")
     frames = list(reader.frames())
     assert len(frames) == 120 and frames[0].file.endswith(".jpg")
-    assert 4 <= sum(f.is_bug for f in frames) <= 6  # 5% of 120, steering permitting
+    bug_frames = sum(f.is_bug for f in frames)
+    assert 4 <= bug_frames <= 6  # 5% of 120, steering permitting
+    assert reader.info.generator["bug_frames"] == bug_frames
     assert json.loads((out / "session.json").read_text())["status"] == "complete"
 
 

@@ -39,8 +39,10 @@ def record(spec: PlaytestSpec, out_dir: Path, jpeg: bool = False, mp4: bool = Fa
             if not video.isOpened():
                 raise InputError(f"{path}: cannot open an MP4 writer (OpenCV built without mp4v?)")
         progress.start(f"recording {spec.scene} seed {spec.seed}", spec.frames)
+        bug_frames = 0
         try:
             for frame in session.frames():
+                bug_frames += any(t.present for t in frame.truths.values())
                 bgr = frame.rgb[..., ::-1]
                 rel = writer.write_frame_image(frame.index, bgr)
                 bugs = {}
@@ -58,4 +60,7 @@ def record(spec: PlaytestSpec, out_dir: Path, jpeg: bool = False, mp4: bool = Fa
         finally:
             if video is not None:
                 video.release()
+        # what the session delivered, next to what was asked (SessionInfo.prevalence)
+        writer.info.generator["bug_frames"] = bug_frames
+        writer.info.generator["achieved_prevalence"] = round(bug_frames / spec.frames, 6)
     return writer.info

@@ -72,6 +72,8 @@ class FrameResult:
 
 
 class PlaytestSession:
+    """Frames of one session. Sessions share the process-wide renderer, so iterate one at a time."""
+
     def __init__(self, spec: PlaytestSpec, renderer: PlaytestRenderer | None = None):
         spec.validate()
         self.spec = spec
