@@ -98,19 +98,23 @@ def test_prompt_propagation_follows_the_weapon_across_frames(park_shotgun):
     assert np.array_equal(next(t for t in prompted if t.frame_id == ref.frame_id).weapon_mask, ref.weapon_mask)
     per_frame, pooled = _ious([t.weapon_mask for t in prompted], [t.weapon_mask for t in engine])
     assert pooled >= 0.85 and np.median(per_frame) >= 0.9, (pooled, np.median(per_frame))
-    # the viewmodel really moves (bob/sway), and the propagated mask moves with it
+    # the viewmodel really moves (bob/sway), and the propagated mask moves with it: where the gun
+    # has moved away from where the tester drew it, the propagated mask beats the drawn one
     def centroid(m):
         ys, xs = np.nonzero(m)
-        return np.array([xs.mean(), ys.mean()]) if xs.size else None
-    moves, errors = [], []
+        return np.array([xs.mean(), ys.mean()])
+    c0 = centroid(ref.weapon_mask)
+    followed, static = [], []
     for e, p in zip(engine, prompted):
-        ce, cp, c0 = centroid(e.weapon_mask), centroid(p.weapon_mask), centroid(ref.weapon_mask)
-        if ce is None or cp is None or e.weapon_mask.sum() < 0.8 * ref.weapon_mask.sum():
+        if e.weapon_mask.sum() < 0.8 * ref.weapon_mask.sum() or np.linalg.norm(centroid(e.weapon_mask) - c0) < 2.0:
             continue
-        moves.append(np.linalg.norm(ce - c0))
-        errors.append(np.linalg.norm(ce - cp))
-    assert np.max(moves) > 3.0, "the weapon should bob/sway by a few pixels in this session"
-    assert np.median(errors) < 1.5 and np.median(errors) < 0.5 * np.median(moves)
+        followed.append(mask_iou(p.weapon_mask, e.weapon_mask))
+        static.append(mask_iou(ref.weapon_mask, e.weapon_mask))
+    followed, static = np.array(followed), np.array(static)
+    assert len(followed) >= 10, "the weapon should bob/sway by a few pixels in this session"
+    assert np.mean(followed > static) >= 0.8
+    assert np.median(followed) >= 0.88 and np.median(followed) - np.median(static) >= 0.05, (
+        np.median(followed), np.median(static))
 
 
 def test_match_offset_recovers_a_known_translation():
