@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=50051)
     parser.add_argument("--metrics-port", type=int)
-    parser.add_argument("--max-batch", type=int, default=16)
+    parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--max-queue-delay-ms", type=float, default=0.0)
     parser.add_argument("--max-queue", type=int, default=256)
     parser.add_argument("--max-message-mb", type=int, default=64)

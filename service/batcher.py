@@ -50,7 +50,7 @@ class _Item:
 
 
 class DynamicBatcher:
-    def __init__(self, max_batch: int = 16, max_queue: int = 256, max_queue_delay_ms: float = 0.0, metrics: Metrics | None = None):
+    def __init__(self, max_batch: int = 8, max_queue: int = 256, max_queue_delay_ms: float = 0.0, metrics: Metrics | None = None):
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.max_delay = max_queue_delay_ms / 1000.0

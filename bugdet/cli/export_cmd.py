@@ -107,7 +107,7 @@ def serve(
     port: int = typer.Option(50051, "--port", help="gRPC port (0 = pick a free one and print it)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 0.0.0.0 to serve the network."),
     metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics on http://HOST:PORT/metrics."),
-    max_batch: int = typer.Option(16, "--max-batch", min=1, help="Largest dynamic batch."),
+    max_batch: int = typer.Option(8, "--max-batch", min=1, help="Largest dynamic batch (CPU: 4-8; GPU: larger)."),
     max_queue_delay_ms: float = typer.Option(0.0, "--max-queue-delay-ms", min=0, help="How long a partial batch waits for more frames."),
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Frames queued before RESOURCE_EXHAUSTED."),
     max_message_mb: int = typer.Option(64, "--max-message-mb", min=1, help="Largest request or response message."),

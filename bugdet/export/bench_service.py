@@ -133,7 +133,7 @@ def bench_service(
     iterations: int = typer.Option(200, "--iterations", min=10, help="Timed batch-1 calls, in process and over gRPC."),
     stream_frames: int = typer.Option(320, "--stream-frames", min=16, help="Frames per timed stream (and per in-process round)."),
     rounds: int = typer.Option(3, "--rounds", min=1, help="Alternating throughput rounds; medians are compared."),
-    max_batch: int = typer.Option(16, "--max-batch", min=1, help="Batch size of the in-process baseline and the server's max batch."),
+    max_batch: int = typer.Option(8, "--max-batch", min=1, help="Batch size of the in-process baseline and the server's max batch."),
 ) -> None:
     """Service overhead: gRPC Detect latency and streaming throughput vs in-process onnxruntime."""
     with tempfile.TemporaryDirectory(prefix="bugdet-bench-service-") as tmp:
