@@ -16,6 +16,7 @@ from bugdet.playtest import props, textures as tx
 from bugdet.playtest.lighting import apply_lights, make_sky, pick_environment
 from bugdet.playtest.meshes import MeshBuilder
 from bugdet.playtest.seeding import stream
+from bugdet.playtest.shadows import blob_shadows
 from bugdet.playtest.decals import add_poster
 from bugdet.playtest.world import World
 
@@ -115,7 +116,8 @@ def build_park(layout_seed: int, variant: str, env_seed: int) -> World:
             n = cells if inside else 3  # the hills beyond the fence are only seen from afar
             mb.grid(cx, cy, cx + chunk, cy + chunk, n, n, height, ground_color, uv_scale=3.0)
             ground_parts.append((mb.build("terrain"), "grass"))
-    world.add("terrain", "ground", ground_parts)
+    terrain = world.add("terrain", "ground", ground_parts)
+    shadow_casters: list[tuple[float, float, float, float]] = []
 
     occ = _Occupancy(rng)
     for line in paths:  # keep trails clear of big objects
@@ -175,6 +177,10 @@ def build_park(layout_seed: int, variant: str, env_seed: int) -> World:
         obj = world.add("tree", "tree", parts, (x, y, height(x, y)), float(rng.uniform(0, 360)),
                         [props.Circle(x, y, colliders[0].r)])
         obj.node.getChild(1).setColorScale(*leaf_tint, 1.0)
+        crown = obj.node.getChild(1).getTightBounds()
+        if crown is not None:
+            (x0, y0, z0), (x1, y1, z1) = crown
+            shadow_casters.append((x, y, 0.45 * max(x1 - x0, y1 - y0), (z0 + z1) / 2))
     for _ in range(int(rng.integers(10, 16))):
         r = float(rng.uniform(0.5, 1.5))
         spot = occ.place(r, margin=1.0)
@@ -227,6 +233,8 @@ def build_park(layout_seed: int, variant: str, env_seed: int) -> World:
             x, y, heading = [(t, -HALF, 0.0), (HALF, t, 90.0), (t, HALF, 180.0), (-HALF, t, 270.0)][side]
             world.add("fence", "fence", props.fence_segment(2 * HALF / n_side), (x, y, height(x, y)), heading,
                       [props.Box(x, y, HALF / n_side, 0.1, heading)])
+
+    blob_shadows(shadow_casters, env, height).reparentTo(terrain.node)  # ground pixels in the ID pass
 
     spawn = occ.place(0.5, margin=1.0) or (0.0, 0.0)
     world.spawn = spawn
