@@ -1,0 +1,146 @@
+"""Detector training on real playtest frames: overfitting, exact resume, every mode, checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bugdet.augment import SourceMask, TargetFrame, build_objective
+from bugdet.detect.data import LabeledFrame, ObjectiveSampler, resize_rgb
+from bugdet.detect.metrics import confusion_at
+from bugdet.detect.model import create_detector, load_checkpoint, save_checkpoint
+from bugdet.detect.train import TrainSettings, Trainer, predict_scores
+from bugdet.errors import InputError
+from bugdet.segment.engine import engine_candidates
+
+TINY = {"backbone": {"type": "compact_cnn", "widths": [8, 12, 16, 16, 24]}, "input_size": [60, 80], "pool_sharpness": 4.0}
+SIZE = (60, 80)
+
+
+@pytest.fixture(scope="module")
+def playtest():
+    """120 frames of a park session at 160x120 with FPPC at 20% prevalence, in memory."""
+    from bugdet.playtest.session import PlaytestSession, PlaytestSpec
+
+    spec = PlaytestSpec(scene="park", seed=3, frames=120, width=160, height=120, prevalence=0.2, bugs=("fppc",))
+    frames, targets, sources = [], [], []
+    for f in PlaytestSession(spec).frames():
+        bug = f.truths["fppc"].present
+        frames.append(LabeledFrame(resize_rgb(f.rgb, SIZE), np.array([float(bug)], np.float32), np.array([True]), f.index))
+        if not bug and f.weapon_mask.any():
+            targets.append(TargetFrame(f.rgb, f.weapon_mask, f.index))
+            if f.index % 8 == 0:
+                for c in engine_candidates(f.ids, None, min_area=60):
+                    m = c.mask & ~f.weapon_mask
+                    ys, xs = np.nonzero(m)
+                    if xs.size >= 60:
+                        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+                        sources.append(SourceMask(f.rgb[box].copy(), m[box].copy()))
+    bugs = [f for f in frames if f.is_bug]
+    assert len(bugs) >= 10, "the playtest world must produce FPPC frames at the asked prevalence"
+    return frames, targets, sources
+
+
+def settings(**kw) -> TrainSettings:
+    base = dict(epochs=3, steps_per_epoch=4, batch_size=8, lr=3e-3, patience=10, seed=0)
+    base.update(kw)
+    return TrainSettings(**base)
+
+
+def test_supervised_training_overfits_a_tiny_set(playtest) -> None:
+    frames, _, _ = playtest
+    bugs = [f for f in frames if f.is_bug][:6]
+    goods = [f for f in frames if not f.is_bug][:10]
+    tiny = bugs + goods
+    detector = create_detector(TINY, ["fppc"])
+    trainer = Trainer(detector, settings(mode="supervised", epochs=12, steps_per_epoch=6, bug_fraction=0.4), labeled=tiny, val=tiny)
+    result = trainer.fit()
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+    scores = predict_scores(result.detector, [f.rgb for f in tiny])[:, 0]
+    labels = np.array([f.is_bug for f in tiny])
+    c = confusion_at(scores, labels, result.thresholds["fppc"])
+    assert c.f1 == 1.0, c
+
+
+class StopAfter:
+    """A progress sink that interrupts training after ``n`` steps, as Ctrl-C or a kill would."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def start(self, description: str, total: int | None) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        self.n -= n
+        if self.n < 0:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_to_identical_weights(playtest, tmp_path) -> None:
+    frames, targets, sources = playtest
+    sampler = ObjectiveSampler([build_objective("fppc")], targets, sources, ["fppc"], SIZE)
+    labeled = [f for f in frames if f.is_bug][:4] + [f for f in frames if not f.is_bug][:8]
+    val = frames[::3]
+
+    def trainer(run_dir, progress=None):
+        torch.manual_seed(123)  # same initial weights for both runs
+        return Trainer(create_detector(TINY, ["fppc"]), settings(mode="pretrain_finetune", finetune_epochs=2),
+                       labeled=labeled, objective=sampler, val=val, run_dir=run_dir, progress=progress)
+
+    straight = trainer(tmp_path / "a").fit()
+    with pytest.raises(KeyboardInterrupt):
+        trainer(tmp_path / "b", StopAfter(13)).fit()  # dies inside the pre-training's 4th epoch
+    assert (tmp_path / "b" / "last.pt").exists()
+    resumed = trainer(tmp_path / "b").fit()
+    for (name, a), b in zip(straight.detector.state_dict().items(), resumed.detector.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert [h["phase"] for h in resumed.history] == ["pretrain"] * 3 + ["finetune"] * 2
+    assert resumed.thresholds == straight.thresholds
+
+
+@pytest.mark.parametrize("mode", ["objective", "multitask"])
+def test_objective_modes_train_and_calibrate(playtest, mode: str) -> None:
+    frames, targets, sources = playtest
+    sampler = ObjectiveSampler([build_objective("fppc")], targets, sources, ["fppc"], SIZE)
+    labeled = [f for f in frames if f.is_bug][:4] + [f for f in frames if not f.is_bug][:8]
+    result = Trainer(create_detector(TINY, ["fppc"]), settings(mode=mode), labeled=labeled if mode == "multitask" else [],
+                     objective=sampler, val=frames[::2]).fit()
+    assert result.calibrated["fppc"] and 0.0 <= result.thresholds["fppc"] <= 1.0
+    assert len(result.history) == 3 and all(np.isfinite(h["loss"]) for h in result.history)
+
+
+def test_objective_batches_pair_positives_with_negatives_and_masks(playtest) -> None:
+    _, targets, sources = playtest
+    sampler = ObjectiveSampler([build_objective("fppc")], targets, sources, ["fppc"], SIZE)
+    batch = sampler.batch(np.random.default_rng(0), 8, (4, 5))
+    assert batch.labels[:, 0].tolist() == [1, 0] * 4  # each pair: positive then its negative
+    coverage = batch.masks[:, 0].flatten(1).sum(1)
+    assert (coverage[0::2] > 0).all() and (coverage[1::2] == 0).all()
+
+
+def test_modes_refuse_missing_inputs(playtest) -> None:
+    frames, _, _ = playtest
+    goods = [f for f in frames if not f.is_bug][:5]
+    with pytest.raises(ValueError, match="at least one labeled bug"):
+        Trainer(create_detector(TINY, ["fppc"]), settings(mode="supervised"), labeled=goods)
+    with pytest.raises(ValueError, match="needs an objective"):
+        Trainer(create_detector(TINY, ["fppc"]), settings(mode="objective"))
+
+
+def test_checkpoint_round_trip_and_bad_files(tmp_path) -> None:
+    detector = create_detector(TINY, ["fppc", "missing_texture"]).eval()
+    save_checkpoint(tmp_path / "d.pt", detector, {"thresholds": {"fppc": 0.7}})
+    loaded, payload = load_checkpoint(tmp_path / "d.pt")
+    x = torch.rand(2, 3, *SIZE)
+    with torch.no_grad():
+        for a, b in zip(detector(x), loaded(x)):
+            assert torch.equal(a, b)
+    assert payload["thresholds"] == {"fppc": 0.7} and loaded.bug_types == ["fppc", "missing_texture"]
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="unreadable detector checkpoint"):
+        load_checkpoint(tmp_path / "bad.pt")
+    with pytest.raises(InputError, match="no such detector checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
