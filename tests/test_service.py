@@ -305,16 +305,32 @@ def test_hot_reload_under_load_with_zero_failures(package_root: Path, tmp_path: 
                 except grpc.RpcError as exc:
                     failures.append(f"{exc.code().name}: {exc.details()}")
 
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
+        def streamer() -> None:
+            for _ in range(200):  # bounded: streams of 40 frames until the unary clients are done
+                if stop.is_set():
+                    return
+                try:
+                    for result in stub.DetectStream(iter([pb.DetectStreamRequest(frame=requests[i % 4].frames[0]) for i in range(40)]), timeout=20):
+                        if result.HasField("error"):
+                            failures.append(f"stream frame: {result.error.message}")
+                        else:
+                            stream_versions.append(result.model_version)
+                except grpc.RpcError as exc:
+                    failures.append(f"stream {exc.code().name}: {exc.details()}")
+
+        stream_versions: list[str] = []
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(5)] + [threading.Thread(target=streamer)]
         for t in threads:
             t.start()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (len(versions) < 20 or "1" not in stream_versions):
+            time.sleep(0.02)  # both kinds of traffic are flowing before the new package appears
         _corrupt_copy(package_root / "staged" / "detector-2", models / "detector-3", "3", truncate=False)
         _corrupt_copy(package_root / "staged" / "detector-2", models / "detector-4", "4", truncate=True)
         shutil.copytree(package_root / "staged" / "detector-2", models / ".detector-2.tmp")
         os.rename(models / ".detector-2.tmp", models / "detector-2")  # published atomically, as export does
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and versions.count("2") < 50:
+        while time.monotonic() < deadline and (versions.count("2") < 50 or "2" not in stream_versions):
             time.sleep(0.05)
         stop.set()
         for t in threads:
@@ -322,7 +338,8 @@ def test_hot_reload_under_load_with_zero_failures(package_root: Path, tmp_path: 
         assert failures == []
         assert versions[0] == "1" and versions.count("2") >= 50
         assert "3" not in versions and "4" not in versions
-        assert versions.index("2") > 0 and "1" not in versions[versions.index("2") + 6 * 2 :]  # switched, stayed switched
+        assert set(stream_versions) == {"1", "2"}  # the stream crossed the reload too
+        assert versions.index("2") > 0 and "1" not in versions[versions.index("2") + 5 * 2 :]  # switched, stayed switched
         report = stub.ReloadModels(pb.ReloadModelsRequest(), timeout=10)
         assert list(report.serving) == ["detector-2"]
         assert server.registry.refusals >= 2
