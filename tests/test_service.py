@@ -226,8 +226,8 @@ def test_bearer_token(package_root: Path) -> None:
 
 
 def test_dynamic_batching_queue_bound_and_deadline(package_root: Path) -> None:
-    """A 400 ms batching window makes the batch, the full queue and the deadline deterministic."""
-    with running(package_root / "models", max_batch=8, max_queue=2, max_queue_delay_ms=400) as (server, address):
+    """A 1 s batching window makes the batch, the full queue and the deadline deterministic."""
+    with running(package_root / "models", max_batch=8, max_queue=2, max_queue_delay_ms=1000) as (server, address):
         assert server.wait_until_serving(30)
         stub = pb_grpc.DetectionStub(grpc.insecure_channel(address))
         frame = pb.Frame(id="q", encoded=png(scene_frames(1)[0][0]))
@@ -243,7 +243,9 @@ def test_dynamic_batching_queue_bound_and_deadline(package_root: Path) -> None:
         first = [threading.Thread(target=call) for _ in range(2)]
         for t in first:
             t.start()
-        time.sleep(0.15)  # both are waiting in the 400 ms window: the queue (2 frames) is full
+        deadline = time.monotonic() + 0.9
+        while server.batcher.depth < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # both wait in the batching window: the queue (2 frames) is full
         with pytest.raises(grpc.RpcError) as err:
             stub.Detect(pb.DetectRequest(frames=[frame]), timeout=10)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "retry later" in err.value.details()
@@ -254,7 +256,7 @@ def test_dynamic_batching_queue_bound_and_deadline(package_root: Path) -> None:
         with pytest.raises(grpc.RpcError) as err:
             stub.Detect(pb.DetectRequest(frames=[frame]), timeout=0.1)
         assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        time.sleep(0.5)
+        time.sleep(1.2)
         assert server.metrics.batch_size.count() == 1  # the expired request never reached the model
 
 
