@@ -105,7 +105,8 @@ def measure_embedding(crops: list[np.ndarray], repeats: int, threads: int) -> di
     onnx_ips = batch / statistics.median(times["onnx"][1:] or times["onnx"])
     return {"embed_torch_ips": torch_ips, "embed_onnx_ips": onnx_ips, "embed_onnx_speedup": onnx_ips / torch_ips,
             "embed_model": "open_clip ViT-S-32, UNPRETRAINED random init (weights do not change cost)",
-            "embed_batch": batch, "embed_repeats": repeats, "embed_parity_max_abs": parity}
+            "embed_batch": batch, "embed_repeats": repeats, "embed_parity_max_abs": parity,
+            "embed_device": "cpu", "onnx_providers": ["CPUExecutionProvider"]}
 
 
 def _inertia(x: np.ndarray, centroids: np.ndarray) -> float:
@@ -140,7 +141,9 @@ def measure_kmeans(n: int, d: int, k: int, niter: int, threads: int, seed: int =
                     random_state=seed).fit(x)
         sklearn_s = time.perf_counter() - start
     faiss_inertia, sklearn_inertia = _inertia(x, fk.centroids), _inertia(x, sk.cluster_centers_.astype(np.float32))
-    return {"faiss_kmeans_s": faiss_s, "sklearn_kmeans_s": sklearn_s, "kmeans_speedup": sklearn_s / faiss_s,
+    from bugdet.device import faiss_gpu_count
+
+    return {"faiss_kmeans_s": faiss_s, "faiss_gpus": faiss_gpu_count(), "sklearn_kmeans_s": sklearn_s, "kmeans_speedup": sklearn_s / faiss_s,
             "inertia_ratio": faiss_inertia / sklearn_inertia, "faiss_inertia": faiss_inertia,
             "sklearn_inertia": sklearn_inertia, "sklearn_n_iter": int(sk.n_iter_), "kmeans_niter": niter,
             "kmeans_n": n, "kmeans_d": d, "kmeans_k": k,

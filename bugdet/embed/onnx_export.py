@@ -8,6 +8,7 @@ Each tower's output is already L2-normalised inside the graph, exactly as ``enco
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import warnings
@@ -117,7 +118,9 @@ def export_towers(cache_root: Path, spec: ModelSpec, model: Any, tokenizer: Any)
     directory = export_dir(cache_root, spec)
     directory.mkdir(parents=True, exist_ok=True)
     size, mean, std = preprocess_params(model)
-    model = model.to("cpu").float().eval()
+    if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in model.parameters()):
+        model = copy.deepcopy(model).to("cpu").float()  # export an fp32 CPU copy; leave the caller's model alone
+    model = model.eval()
     pixels = torch.zeros(2, 3, size, size)
     tokens = tokenizer(["a photo of a tree.", "grass"])
     _export(_image_tower(model), pixels, "pixels", directory / "image.onnx")
