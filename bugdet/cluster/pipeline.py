@@ -42,10 +42,11 @@ class ClusteringResult:
     sizes: list[int] = field(default_factory=list)     # per final cluster, after dedupe
     kept: list[int] = field(default_factory=list)      # per final cluster, in the bank
     cap: int = 0
+    k_auto: bool = False
 
     def describe(self) -> str:
         warn = "" if self.pretrained else " [UNPRETRAINED embeddings: clusters reflect a random-init model]"
-        how = "auto (silhouette)" if self.k_scores else "configured"
+        how = "auto (silhouette)" if self.k_auto else "configured"
         return (f"run {self.run.id}: {self.embedded} embedded masks, {self.rejected} rejected by decisions, "
                 f"{self.duplicates} near duplicates; k-means k={self.k_fine} ({how}) -> {self.k} clusters; "
                 f"bank keeps {sum(self.kept)} masks (cap {self.cap}/cluster) with {self.model_label}{warn}")
@@ -197,4 +198,4 @@ def run_clustering(project: Project, model_key: str | None = None, cfg: ClusterC
                    "weight": m.weight} for m in members if m.state == "kept"],
     })
     return ClusteringResult(run, label, pretrained, points.embedded, points.rejected, int((duplicate_of >= 0).sum()),
-                            part.k_fine, k, part.k_scores, sizes, kept_per, cap)
+                            part.k_fine, k, part.k_scores, sizes, kept_per, cap, k_auto=cfg.k is None)
