@@ -7,8 +7,6 @@ downloaded here); it is built once per session and exported to ONNX once per ses
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
