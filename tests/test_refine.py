@@ -7,6 +7,8 @@ so "reject: grass" must reject exactly the green shapes.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bugdet.embed.histogram import ColourHistogramTestEmbedder
@@ -86,6 +88,7 @@ def test_decisions_survive_a_restart_with_who_when_prompt_threshold(project):
     manual = list_decisions(reopened, scope="mask", include_derived=False)
     assert [(d.mask_id, d.action, d.who, d.note) for d in manual] == [(mask_id, "reject", "ben", "looks like a decal")]
     assert mask_status(reopened) == before
+    assert json.loads(json.dumps(rule.to_dict()))["prompts"] == ["grass", "sky"]
 
 
 def test_prompt_rules_replay_on_new_masks(project):

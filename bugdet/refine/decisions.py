@@ -107,6 +107,12 @@ class Decision:
             revoked_at=row["revoked_at"], _vectors=row["vectors"],
         )
 
+    def to_dict(self) -> dict:
+        """JSON-ready fields (prompt vectors left out), for the review app and reports."""
+        return {k: getattr(self, k) for k in (
+            "id", "scope", "action", "who", "created_at", "mask_id", "cluster_run", "cluster", "prompts",
+            "threshold", "score", "model_key", "rule_id", "note", "revoked_at")}
+
     def describe(self) -> str:
         what = {"prompt": f"prompts {self.prompts} >= {self.threshold}",
                 "cluster": f"cluster {self.cluster} of run {self.cluster_run}",
