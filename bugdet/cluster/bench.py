@@ -151,13 +151,23 @@ def measure_kmeans(n: int, d: int, k: int, niter: int, threads: int, seed: int =
             "kmeans_init": "one shared greedy k-means++ init, no restarts (n_init=1)"}
 
 
-def _isolated(fn: Any, *args: Any) -> Any:
-    """Run ``fn(*args)`` in a freshly spawned process (see the module docstring for why)."""
+def _isolated(fn: Any, *args: Any, env: dict[str, str] | None = None) -> Any:
+    """Run ``fn(*args)`` in a freshly spawned process (see the module docstring for why), with
+    ``env`` added to its environment (read by libraries when they load, so it must be set before)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(fn, *args).result()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def run_pipeline_bench(quick: bool = False, threads: int = 0) -> dict[str, Any]:
@@ -167,7 +177,12 @@ def run_pipeline_bench(quick: bool = False, threads: int = 0) -> dict[str, Any]:
     results.update(segmentation)
     results.update(_isolated(measure_embedding, crops, 4 if quick else 8, threads))
     n, k, niter = (20_000, 50, 10) if quick else (100_000, 100, 20)
-    results.update(_isolated(measure_kmeans, n, 512, k, niter, threads))
+    # FAISS and scikit-learn both run on libgomp; its default spin-waiting costs FAISS (many short
+    # parallel regions per iteration) up to 4x on a machine whose cores other processes also use.
+    # Passive waiting is set for both alike, unless the caller chose a policy.
+    policy = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    results.update(_isolated(measure_kmeans, n, 512, k, niter, threads, env=policy))
+    results["kmeans_omp_wait_policy"] = policy["OMP_WAIT_POLICY"]
     return results
 
 
