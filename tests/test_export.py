@@ -211,3 +211,9 @@ def test_cli_exports_a_training_stage_checkpoint(tmp_path: Path) -> None:
 
     bad = run_cli("export", "--project", str(project), "--threshold", "black_hole")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "expected BUG_TYPE=PROBABILITY" in bad.stderr
+
+
+def test_export_leaves_the_callers_module_untouched(tmp_path: Path) -> None:
+    model = ReferenceDetector(BUG_TYPES, INPUT_SIZE, width=4, depth=2).train().double()
+    export_package(model, scene_frames(2)[0], tmp_path, version="1", exporter="torchscript")
+    assert model.training and next(model.parameters()).dtype == torch.float64

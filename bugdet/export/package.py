@@ -7,6 +7,7 @@ its final name that is missing files, and a failed export leaves nothing behind.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import os
@@ -105,7 +106,9 @@ def export_package(
             raise InputError(f"export: {label} {value!r} may only use letters, digits, '.', '_' and '-'")
     thresholds = _check_thresholds(bug_types, thresholds or {})
     batch = prepare_frames(frames, input_size)
-    detector = detector.eval().cpu()
+    # Export a float32 CPU copy: the caller's module (maybe on a GPU, maybe half precision,
+    # maybe still training) is left exactly as it was.
+    detector = copy.deepcopy(detector).float().cpu().eval()
     scores, heatmaps = torch_outputs(detector, batch)
     heatmap_size = _check_outputs(scores, heatmaps, len(batch), len(bug_types))
 
