@@ -20,11 +20,17 @@ import torch
 
 from bugdet.errors import InputError
 from bugdet.export.package import ExportError, export_package
-from bugdet.export.reference_detector import ReferenceDetector
+from bugdet.detect.model import BugDetector, create_detector
 from service.model_package import MANIFEST_NAME, MODEL_FILE, PackageError, load_manifest
 
 BUG_TYPES = ["missing_texture", "black_hole"]
 INPUT_SIZE = (64, 64)
+
+
+def small_detector(widths: tuple[int, ...] = (8, 16, 32)) -> BugDetector:
+    """The training stage's detector with a small from-scratch backbone: quick to train and export."""
+    config = {"backbone": {"type": "compact_cnn", "widths": list(widths)}, "input_size": list(INPUT_SIZE)}
+    return create_detector(config, BUG_TYPES)
 
 
 def scene_frames(n: int, seed: int = 0, size: tuple[int, int] = (96, 128)) -> tuple[list[np.ndarray], np.ndarray]:
@@ -62,21 +68,21 @@ def scene_frames(n: int, seed: int = 0, size: tuple[int, int] = (96, 128)) -> tu
     return frames, labels
 
 
-def trained_detector(steps: int = 25, seed: int = 0) -> ReferenceDetector:
-    """A real ReferenceDetector trained for a few Adam steps on scene frames (seconds on CPU).
+def trained_detector(steps: int = 25, seed: int = 0) -> BugDetector:
+    """A real detector trained for a few Adam steps on scene frames (seconds on CPU).
 
     Cached: the service tests reuse the same trained networks (nothing mutates them)."""
     return _train(steps, seed)
 
 
 @functools.lru_cache(maxsize=None)
-def _train(steps: int, seed: int) -> ReferenceDetector:
+def _train(steps: int, seed: int) -> BugDetector:
     torch.manual_seed(seed)
     frames, labels = scene_frames(48, seed=seed)
     x = torch.from_numpy(np.stack([cv2.resize(f, INPUT_SIZE[::-1], interpolation=cv2.INTER_AREA) for f in frames]))
     x = x.permute(0, 3, 1, 2).float() / 255.0
     y = torch.from_numpy(labels)
-    model = ReferenceDetector(BUG_TYPES, INPUT_SIZE, width=8, depth=3)
+    model = small_detector()
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     for step in range(steps):
@@ -89,7 +95,7 @@ def _train(steps: int, seed: int) -> ReferenceDetector:
     return model.eval()
 
 
-def make_package(models_dir: Path, version: str = "1", detector: ReferenceDetector | None = None, **kwargs) -> Path:
+def make_package(models_dir: Path, version: str = "1", detector: BugDetector | None = None, **kwargs) -> Path:
     """Export with the fast TorchScript exporter (the dynamo path is covered by the export test)."""
     detector = detector or trained_detector()
     kwargs.setdefault("exporter", "torchscript")
@@ -103,11 +109,11 @@ def make_package(models_dir: Path, version: str = "1", detector: ReferenceDetect
 
 
 @pytest.fixture(scope="module")
-def detector() -> ReferenceDetector:
+def detector() -> BugDetector:
     return trained_detector()
 
 
-def test_export_writes_verified_package_with_parity(tmp_path: Path, detector: ReferenceDetector) -> None:
+def test_export_writes_verified_package_with_parity(tmp_path: Path, detector: BugDetector) -> None:
     frames, _ = scene_frames(8, seed=5)
     result = export_package(detector, frames, tmp_path, name="detector", version="7", thresholds={"black_hole": 0.3})
     assert result.path == tmp_path / "detector-7"
@@ -132,7 +138,7 @@ def test_export_writes_verified_package_with_parity(tmp_path: Path, detector: Re
     assert scores.shape == (5, 2) and heatmaps.shape == (5, 2, 8, 8)
 
 
-def test_trained_detector_separates_bug_frames(detector: ReferenceDetector) -> None:
+def test_trained_detector_separates_bug_frames(detector: BugDetector) -> None:
     frames, labels = scene_frames(24, seed=1)
     x = torch.from_numpy(np.stack([cv2.resize(f, (64, 64), interpolation=cv2.INTER_AREA) for f in frames]))
     with torch.inference_mode():
@@ -141,14 +147,14 @@ def test_trained_detector_separates_bug_frames(detector: ReferenceDetector) -> N
     assert float(scores[:, 0][labels[:, 0] == 1].mean()) > float(scores[:, 0][labels[:, 0] == 0].mean())
 
 
-def test_export_fails_above_tolerance_and_leaves_nothing(tmp_path: Path, detector: ReferenceDetector) -> None:
+def test_export_fails_above_tolerance_and_leaves_nothing(tmp_path: Path, detector: BugDetector) -> None:
     frames, _ = scene_frames(4, seed=2)
     with pytest.raises(ExportError, match="differs from torch"):
         export_package(detector, frames, tmp_path, version="1", tolerance=1e-12, exporter="torchscript")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_export_rejects_bad_inputs(tmp_path: Path, detector: ReferenceDetector) -> None:
+def test_export_rejects_bad_inputs(tmp_path: Path, detector: BugDetector) -> None:
     frames, _ = scene_frames(2)
     with pytest.raises(InputError, match="unknown bug types"):
         export_package(detector, frames, tmp_path, thresholds={"lag": 0.5})
@@ -165,7 +171,7 @@ def test_export_rejects_bad_inputs(tmp_path: Path, detector: ReferenceDetector) 
         export_package(detector, frames, tmp_path, version="1")
 
 
-def test_corrupt_or_partial_package_fails_verification(tmp_path: Path, detector: ReferenceDetector) -> None:
+def test_corrupt_or_partial_package_fails_verification(tmp_path: Path, detector: BugDetector) -> None:
     frames, _ = scene_frames(2)
     path = export_package(detector, frames, tmp_path, version="1", exporter="torchscript").path
     data = bytearray((path / MODEL_FILE).read_bytes())
@@ -214,6 +220,6 @@ def test_cli_exports_a_training_stage_checkpoint(tmp_path: Path) -> None:
 
 
 def test_export_leaves_the_callers_module_untouched(tmp_path: Path) -> None:
-    model = ReferenceDetector(BUG_TYPES, INPUT_SIZE, width=4, depth=2).train().double()
+    model = small_detector((4, 8)).train().double()
     export_package(model, scene_frames(2)[0], tmp_path, version="1", exporter="torchscript")
     assert model.training and next(model.parameters()).dtype == torch.float64

@@ -31,6 +31,10 @@ class DetectConfig(Section):
     lr: float = Field(2e-3, gt=0, description="Peak learning rate (AdamW, warm-up then cosine decay).")
     finetune_lr: float = Field(5e-4, gt=0, description="Peak learning rate of fine-tuning.")
     objective_fraction: float = Field(0.5, ge=0, le=1, description="Multi-task: share of each batch made of objective pairs.")
+    unlabeled_fraction: float = Field(
+        0.25, ge=0, lt=1,
+        description="Share of each objective batch made of unlabeled train frames counted as 'no bug' (right ~99% of the time at realistic prevalence).",
+    )
     bug_fraction: float = Field(0.25, gt=0, lt=1, description="Share of each labeled batch drawn from the few bug frames (oversampling).")
     localisation_weight: float = Field(0.5, ge=0, description="Weight of the activation-map loss on objective samples' bug masks.")
     patience: int = Field(3, ge=1, description="Early stopping: epochs without validation improvement before a phase ends.")

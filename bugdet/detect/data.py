@@ -107,7 +107,13 @@ class LabeledSampler:
 
 
 class ObjectiveSampler:
-    """Positive/negative pairs from the augment stage's objectives, made on the fly."""
+    """Positive/negative pairs from the augment stage's objectives, made on the fly.
+
+    With ``unlabeled`` frames, a share of each batch (``unlabeled_fraction``) is plain unlabeled
+    frames counted as "no bug". At realistic prevalence (under 1%) that label is right 99 times
+    in 100, and it is what teaches the detector the hard negatives no pair contains: the weapon
+    lowered for a reload, the gun drawn correctly in front of a wall the player hugs.
+    """
 
     def __init__(
         self,
@@ -116,6 +122,8 @@ class ObjectiveSampler:
         sources: Sequence[SourceMask],
         bug_types: Sequence[str],
         input_size: tuple[int, int],
+        unlabeled: Sequence[np.ndarray] = (),
+        unlabeled_fraction: float = 0.25,
     ):
         if not objectives:
             raise ValueError("no objectives to sample from")
@@ -126,6 +134,8 @@ class ObjectiveSampler:
         self.sources = list(sources)
         self.bug_types = list(bug_types)
         self.input_size = input_size
+        self.unlabeled = [resize_rgb(u, input_size) for u in unlabeled]
+        self.unlabeled_fraction = unlabeled_fraction if self.unlabeled else 0.0
         for o in self.objectives:
             if o.bug_type not in self.bug_types:
                 raise ValueError(f"objective {o.bug_type!r} is not one of the detector's bug types {self.bug_types}")
@@ -133,6 +143,11 @@ class ObjectiveSampler:
     def batch(self, rng: np.random.Generator, n: int, map_size: tuple[int, int]) -> Batch:
         images, labels, masks = [], [], []
         t = len(self.bug_types)
+        n_unlabeled = int(round(n * self.unlabeled_fraction))
+        for i in rng.integers(0, len(self.unlabeled), n_unlabeled) if n_unlabeled else []:
+            images.append(self.unlabeled[i])
+            labels.append(np.zeros(t, np.float32))
+            masks.append([None] * t)
         failures = 0
         while len(images) < n:
             objective = self.objectives[int(rng.integers(len(self.objectives)))]

@@ -16,12 +16,12 @@ from pathlib import Path
 from bugdet.detect.config import DetectConfig
 from bugdet.detect.data import LabeledFrame, ObjectiveSampler
 from bugdet.detect.evaluate import Evaluation, evaluate_frames
-from bugdet.detect.frames import frames_with_ground_truth, frames_with_labels
+from bugdet.detect.frames import frames_with_ground_truth, frames_with_labels, load_images
 from bugdet.detect.model import BugDetector, create_detector, load_checkpoint, save_checkpoint
 from bugdet.detect.train import TrainResult, TrainSettings, Trainer, plan_phases
 from bugdet.device import resolve_torch_device
 from bugdet.errors import InputError
-from bugdet.progress import NullProgress, Progress
+from bugdet.progress import Progress
 from bugdet.project import Project
 from bugdet.store.frames import iter_frames
 from bugdet.store.labels import GOOD, current_labels
@@ -52,13 +52,14 @@ def objective_sampler(project: Project, cfg: DetectConfig, size: tuple[int, int]
     if not types:
         raise InputError(f"none of detect.bug_types ({', '.join(cfg.bug_types)}) has an objective ({', '.join(OBJECTIVES)})")
     conn = project.connect()
+    judged = current_labels(conn)
+    train_rows = list(iter_frames(conn, split=cfg.train_split))
     if good_only:
-        judged = current_labels(conn)
-        ids = [f.id for f in iter_frames(conn, split=cfg.train_split) if judged.get(f.id, {}).get(GOOD) == 1]
+        ids = [f.id for f in train_rows if judged.get(f.id, {}).get(GOOD) == 1]
         if not ids:
             raise InputError("objective mode uses labeled good frames as targets, and none are labeled (bugdet label --good)")
     else:
-        ids = [f.id for f in iter_frames(conn, split=cfg.train_split)]
+        ids = [f.id for f in train_rows]
     ids = ids[: cfg.max_targets]
     if not ids:
         raise InputError(f"no frames in split {cfg.train_split!r} to build objectives on")
@@ -66,7 +67,13 @@ def objective_sampler(project: Project, cfg: DetectConfig, size: tuple[int, int]
     targets = load_targets(project, frame_ids=ids, weapon_source=augment.weapon_source)
     sources = load_sources(project)
     objectives = [build_objective(t, **augment.objectives.get(t, {})) for t in types]
-    return ObjectiveSampler(objectives, targets, sources, cfg.bug_types, size)
+    # Unlabeled train frames double as "no bug" examples (see ObjectiveSampler); frames a tester
+    # labeled as a bug are left out.
+    unlabeled_rows = [f for f in train_rows if not any(v == 1 for k, v in judged.get(f.id, {}).items() if k != GOOD)]
+    step = max(1, len(unlabeled_rows) // cfg.max_targets)
+    unlabeled = load_images(project, unlabeled_rows[::step], size)
+    return ObjectiveSampler(objectives, targets, sources, cfg.bug_types, size,
+                            unlabeled=unlabeled, unlabeled_fraction=cfg.unlabeled_fraction)
 
 
 @dataclass

@@ -27,11 +27,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from bugdet.detect.data import LabeledFrame, ObjectiveSampler
-from bugdet.detect.evaluate import evaluate_frames
 from bugdet.detect.floor import ViewmodelDifferenceFloor
-from bugdet.detect.frames import frames_with_ground_truth
+from bugdet.detect.frames import frames_with_ground_truth, load_images
 from bugdet.detect.metrics import calibrate_threshold, evaluate_scores
-from bugdet.detect.model import create_detector, load_checkpoint
+from bugdet.detect.model import create_detector
 from bugdet.detect.train import TrainSettings, Trainer
 from bugdet.progress import NullProgress, Progress
 from bugdet.project import Project
@@ -48,8 +47,9 @@ class QualitySettings:
     scenes: list[str] = field(default_factory=lambda: ["park", "indoor"])
     width: int = 320
     height: int = 240
-    train_frames: int = 1200  # per scene: the unlabeled pool
-    train_prevalence: float = 0.06  # enough bug frames in the pool to draw k = 50 labels from
+    unlabeled_frames: int = 1500  # per scene: the unlabeled pool, at the deployment prevalence
+    label_pool_frames: int = 1000  # per scene: where a tester found the k labeled bugs over time
+    label_pool_prevalence: float = 0.06  # enough bug frames to draw k = 50 labels from
     val_frames: int = 600  # per scene
     val_prevalence: float = 0.04
     test_frames: int = 5000  # per scene
@@ -62,12 +62,13 @@ class QualitySettings:
     steps_per_epoch: int = 40
     batch_size: int = 32
     weapon_source: str = "auto"
+    unlabeled_fraction: float = 0.25
     device: str = "cpu"
 
     @classmethod
     def quick(cls) -> "QualitySettings":
         """Under 15 minutes on 2 CPU cores: one seed, k in {0, 10, 25}, smaller captures."""
-        return cls(ks=[0, 10, 25], seeds=[0], train_frames=500, val_frames=300, test_frames=1500,
+        return cls(ks=[0, 10, 25], seeds=[0], unlabeled_frames=600, label_pool_frames=500, val_frames=300, test_frames=1500,
                    segment_frames=40, epochs=6, finetune_epochs=3, steps_per_epoch=30)
 
 
@@ -77,7 +78,8 @@ def _session_specs(s: QualitySettings) -> list[tuple[str, str, int, int, float]]
 
     out = []
     for i, scene in enumerate(s.scenes):
-        out.append(("train", scene, 11 + i, s.train_frames, s.train_prevalence))
+        out.append(("train", scene, 11 + i, s.unlabeled_frames, s.prevalence))
+        out.append(("labelpool", scene, 21 + i, s.label_pool_frames, s.label_pool_prevalence))
         out.append(("val", scene, VAL_START + 11 + i, s.val_frames, s.val_prevalence))
         out.append(("test", scene, TEST_START + 11 + i, s.test_frames, s.prevalence))
     return out
@@ -89,7 +91,8 @@ class BenchData:
 
     project: Project
     train_rows: list[FrameRow]
-    train: list[LabeledFrame]  # ground truth of the pool (the simulated tester draws labels from it)
+    unlabeled: list[np.ndarray]  # the unlabeled pool at the detector's input size (weak negatives)
+    train: list[LabeledFrame]  # the label pool's ground truth (the simulated tester draws labels from it)
     val: list[LabeledFrame]
     test: list[LabeledFrame]
     test_rows: list[FrameRow]
@@ -120,18 +123,21 @@ def prepare_data(s: QualitySettings, workdir: Path, size: tuple[int, int], progr
             spec = PlaytestSpec(scene=scene, seed=seed, frames=frames, width=s.width, height=s.height,
                                 prevalence=prevalence, bugs=tuple(s.bug_types))
             record(spec, out, progress=progress)
-        ingest(project, [out], progress=progress)
+        ingest(project, [out], split=split, progress=progress)
     segment_project(project, backend="engine", split="train", limit=s.segment_frames, progress=progress)
     embed_masks(project, build_embedder(project), progress=progress)
     clustering = run_clustering(project, progress=progress)
     conn = project.connect()
     train_rows = [f for f in iter_frames(conn, split="train")]
     test_rows = [f for f in iter_frames(conn, split="test")]
-    good_ids = [f.id for f in train_rows if not f.is_bug()]
-    step = max(1, len(good_ids) // 400)
-    targets = [t for t in load_targets(project, frame_ids=good_ids[::step]) if t.weapon_mask is not None]
+    # Targets are unlabeled frames: no ground truth is consulted to pick them (a bug frame among
+    # them is as rare as in any capture).
+    step = max(1, len(train_rows) // 400)
+    targets = [t for t in load_targets(project, frame_ids=[f.id for f in train_rows[::step]], include_bugs=True)
+               if t.weapon_mask is not None]
     sources = load_sources(project)
-    train = frames_with_ground_truth(project, s.bug_types, size, split="train")
+    unlabeled = load_images(project, train_rows, size)
+    train = frames_with_ground_truth(project, s.bug_types, size, split="labelpool")
     val = frames_with_ground_truth(project, s.bug_types, size, split="val")
     test = frames_with_ground_truth(project, s.bug_types, size, split="test")
     notes = {
@@ -139,11 +145,11 @@ def prepare_data(s: QualitySettings, workdir: Path, size: tuple[int, int], progr
         "embeddings_pretrained": clustering.pretrained,
         "targets": len(targets),
         "sources": len(sources),
-        "frames": {"train": len(train), "val": len(val), "test": len(test)},
+        "frames": {"unlabeled": len(unlabeled), "label_pool": len(train), "val": len(val), "test": len(test)},
         "bugs": {split: {t: int(sum(f.labels[i] > 0 for f in frames)) for i, t in enumerate(s.bug_types)}
-                 for split, frames in (("train", train), ("val", val), ("test", test))},
+                 for split, frames in (("label_pool", train), ("val", val), ("test", test))},
     }
-    return BenchData(project, train_rows, train, val, test, test_rows, targets, sources, notes)
+    return BenchData(project, train_rows, unlabeled, train, val, test, test_rows, targets, sources, notes)
 
 
 def draw_labels(data: BenchData, bug_types: Sequence[str], k: int, good: int, seed: int) -> list[LabeledFrame]:
@@ -196,7 +202,8 @@ class QualityBenchmark:
         from bugdet.augment import OBJECTIVES, build_objective
 
         objectives = [build_objective(t) for t in self.s.bug_types if t in OBJECTIVES]
-        return ObjectiveSampler(objectives, targets, self.data.sources, self.s.bug_types, self.size)
+        return ObjectiveSampler(objectives, targets, self.data.sources, self.s.bug_types, self.size,
+                                unlabeled=self.data.unlabeled, unlabeled_fraction=self.s.unlabeled_fraction)
 
     def _record(self, method: str, k: int, seed: int, scores: np.ndarray, thresholds: dict[str, float],
                 seconds: float, best_epoch: int = -1) -> None:
@@ -231,18 +238,12 @@ class QualityBenchmark:
         if "fppc" not in self.s.bug_types:
             return
         i = self.s.bug_types.index("fppc")
-        good = [t for t in self.data.unlabeled_targets if t.weapon_mask is not None and t.weapon_mask.any()]
-        rng = np.random.default_rng([seed, 5])
-        picks = [good[j] for j in rng.permutation(len(good))[: self.s.objective_good_frames]]
+        picks = self._good_targets(seed)
         floor = ViewmodelDifferenceFloor().fit([p.rgb for p in picks], [p.weapon_mask for p in picks])
         val_scores = floor.score([f.rgb for f in self.data.val])
         y_val = np.array([f.labels[i] > 0 for f in self.data.val])
         threshold = calibrate_threshold(val_scores, y_val, self.s.prevalence)
-        scores = np.zeros((len(self.data.test), len(self.s.bug_types)), np.float32)
-        scores[:, i] = floor.score([f.rgb for f in self.data.test])
-        thresholds = {t: float("inf") for t in self.s.bug_types}
-        thresholds["fppc"] = threshold
-        self._record_one("fppc", "floor", 0, seed, scores[:, i], threshold)
+        self._record_one("fppc", "floor", 0, seed, floor.score([f.rgb for f in self.data.test]), threshold)
 
     def _record_one(self, bug_type: str, method: str, k: int, seed: int, scores: np.ndarray, threshold: float) -> None:
         i = self.s.bug_types.index(bug_type)
@@ -282,8 +283,11 @@ class QualityBenchmark:
         return self.summary(data_seconds, time.perf_counter() - started)
 
     def _good_targets(self, seed: int) -> list:
-        """The paper's objective-only setting: five labeled good frames are the only targets."""
-        good = [t for t in self.data.unlabeled_targets if t.weapon_mask is not None and t.weapon_mask.any()]
+        """The paper's objective-only setting: five labeled good frames are the only targets (the
+        simulated tester confirms them good against ground truth)."""
+        clean = {f.id for f in self.data.train_rows if not f.is_bug()}
+        good = [t for t in self.data.unlabeled_targets
+                if t.frame_id in clean and t.weapon_mask is not None and t.weapon_mask.any()]
         rng = np.random.default_rng([seed, 5])
         return [good[j] for j in rng.permutation(len(good))[: self.s.objective_good_frames]]
 
