@@ -119,9 +119,10 @@ def render_commented_yaml(model: BaseModel, indent: int = 0) -> str:
     return "\n".join(lines) + "\n"
 
 
-def default_config_text() -> str:
+def default_config_text(config: ProjectConfig | None = None) -> str:
+    """The project file for ``config`` (default: all defaults), every key with its comment."""
     header = (
-        "# bugdet project file. Every key is optional; shown here with its default.\n"
+        "# bugdet project file. Every key is optional; shown here with its value.\n"
         "# CLI flags and `--set section.key=value` override what is written here.\n"
     )
-    return header + render_commented_yaml(ProjectConfig())
+    return header + render_commented_yaml(config or ProjectConfig())

@@ -31,6 +31,9 @@ DEMO_OVERRIDES = [
     "filter.embed.pretrained=none",  # no weights can be downloaded: an explicitly unpretrained CLIP
     "filter.embed.backend=torch",
     "filter.cluster.k=8",
+    # Random-init CLIP maps every crop to nearly the same direction, so cosine "near duplicates"
+    # would swallow almost the whole bank; deduplication needs real (pretrained) embeddings.
+    "filter.cluster.dedupe_similarity=null",
     "detect.bug_types=[fppc]",
     "detect.mode=multitask",
     "detect.epochs=6",
@@ -95,7 +98,8 @@ def run_demo(root: Path, progress: Progress | None = None, serve: bool = True) -
         record_labels(conn, rows, who="demo-tester", source="groundtruth-sample")
     step(f"label: {len(current_labels(conn))} frames judged by a simulated tester (10 FPPC, 30 good)")
 
-    sheet = write_samples(project, "fppc", n=24, seed=0, progress=progress)
+    train_ids = [f.id for f in iter_frames(conn, split="train")]
+    sheet = write_samples(project, "fppc", n=24, seed=0, frame_ids=train_ids[::4], progress=progress)
     step(f"augment: {sheet.pairs} FPPC pairs from {sheet.targets} targets and {sheet.sources} {sheet.source_origin} sources; "
          f"sheet {sheet.sheet}")
 

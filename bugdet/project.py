@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from bugdet.config import CONFIG_FILENAME, ProjectConfig, default_config_text, load_config
+from bugdet.config import CONFIG_FILENAME, ProjectConfig, apply_overrides, default_config_text, load_config, parse_config
 from bugdet.errors import ConfigError
 from bugdet.store.database import connect
 
@@ -27,8 +27,8 @@ class Project:
     config: ProjectConfig
 
     @classmethod
-    def init(cls, root: Path, force: bool = False) -> "Project":
-        """Create ``root`` with a commented default project file."""
+    def init(cls, root: Path, force: bool = False, config: ProjectConfig | None = None) -> "Project":
+        """Create ``root`` with a commented project file (defaults, or ``config``)."""
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise ConfigError(f"{root}: exists and is not a directory")
@@ -36,7 +36,7 @@ class Project:
         if cfg_path.exists() and not force:
             raise ConfigError(f"{cfg_path}: already exists (use --force to overwrite)")
         root.mkdir(parents=True, exist_ok=True)
-        cfg_path.write_text(default_config_text(), encoding="utf-8")
+        cfg_path.write_text(default_config_text(config), encoding="utf-8")
         return cls.open(root)
 
     @classmethod
@@ -45,15 +45,10 @@ class Project:
         root = Path(root)
         if not (root / CONFIG_FILENAME).exists():
             if create:
-                return cls.init(root) if not overrides else cls._init_then_open(root, overrides)
+                return cls.init(root, config=parse_config(apply_overrides({}, overrides)))
             if not root.exists():
                 raise ConfigError(f"{root}: no such project directory (run `bugdet init {root}`)")
         return cls(root=root, config=load_config(root / CONFIG_FILENAME, overrides))
-
-    @classmethod
-    def _init_then_open(cls, root: Path, overrides: Iterable[str]) -> "Project":
-        cls.init(root)
-        return cls.open(root, overrides)
 
     @property
     def config_path(self) -> Path:

@@ -26,10 +26,11 @@ class CompactCNN(nn.Module):
     """Stride-2 stages of two 3x3 convolutions each: cheap on CPU, and its output stride of 16
     keeps a localisation map fine enough to point at a weapon or a texture patch."""
 
-    def __init__(self, widths: Sequence[int] = (24, 32, 64, 96, 128)):
+    def __init__(self, widths: Sequence[int] = (24, 32, 64, 96, 128), coords: bool = False):
         super().__init__()
         layers: list[nn.Module] = []
-        cin = 3
+        self.coords = coords
+        cin = 5 if coords else 3
         for i, w in enumerate(widths):
             stride = 2 if i < 4 else 1
             layers += [_conv_bn(cin, w, stride), _conv_bn(w, w, 1)]
@@ -40,7 +41,21 @@ class CompactCNN(nn.Module):
         self.pretrained = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.coords:
+            x = torch.cat([x, _coordinate_planes(x)], dim=1)
         return self.features(x)
+
+
+def _coordinate_planes(x: torch.Tensor) -> torch.Tensor:
+    """Two planes holding each pixel's x and y in [-1, 1] (CoordConv).
+
+    A convolution cannot tell where on screen it is; first-person bugs are screen-anchored (the
+    viewmodel always sits lower right), so the position is worth giving the network explicitly.
+    """
+    n, _, h, w = x.shape
+    ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1).expand(n, 1, h, w)
+    xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w).expand(n, 1, h, w)
+    return torch.cat([xs, ys], dim=1)
 
 
 class OpenClipBackbone(nn.Module):
@@ -92,7 +107,7 @@ def _patch_size(visual: nn.Module) -> tuple[int, int]:
 def build_backbone(spec: dict[str, Any]) -> nn.Module:
     kind = spec.get("type")
     if kind == "compact_cnn":
-        return CompactCNN(widths=spec.get("widths", (24, 32, 64, 96, 128)))
+        return CompactCNN(widths=spec.get("widths", (24, 32, 64, 96, 128)), coords=bool(spec.get("coords", False)))
     if kind == "open_clip":
         return OpenClipBackbone(spec.get("model", "ViT-S-32"), spec.get("pretrained", "none"), bool(spec.get("freeze", False)))
     raise ValueError(f"unknown backbone type {kind!r} (expected compact_cnn or open_clip)")

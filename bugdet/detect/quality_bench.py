@@ -113,6 +113,7 @@ def prepare_data(s: QualitySettings, workdir: Path, size: tuple[int, int], progr
 
     overrides = [
         "filter.embed.model=ViT-S-32", "filter.embed.pretrained=none", "filter.embed.backend=torch",
+        "filter.cluster.dedupe_similarity=null",  # unpretrained embeddings cannot tell duplicates apart
         f"augment.weapon_source={s.weapon_source}",
     ]
     project = Project.open(workdir / "project", overrides, create=True)
