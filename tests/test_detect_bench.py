@@ -1,0 +1,67 @@
+"""Pieces of the quality benchmark: aggregation, the targets check, the report, the floor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bugdet.detect.floor import ViewmodelDifferenceFloor
+from bugdet.detect.quality_bench import RunResult, aggregate, check_targets
+from bugdet.detect.report import render_report
+
+
+def run(method: str, k: int, seed: int, f1: float) -> RunResult:
+    return RunResult("fppc", method, k, seed, f1, f1 / 2, f1, 0.5, 1, 1, 1, 1.0)
+
+
+def test_aggregate_means_and_spreads_over_seeds() -> None:
+    rows = aggregate([run("supervised", 10, 0, 0.2), run("supervised", 10, 1, 0.4), run("multitask", 10, 0, 0.7)])
+    sup = next(r for r in rows if r["method"] == "supervised")
+    assert sup["seeds"] == 2 and sup["f1"] == pytest.approx(0.3) and sup["f1_std"] == pytest.approx(0.1)
+
+
+def test_targets_are_checked_on_means() -> None:
+    results = [run("supervised", 10, 0, 0.30), run("multitask", 10, 0, 0.55), run("pretrain_finetune", 10, 0, 0.45),
+               run("objective", 0, 0, 0.35), run("supervised", 25, 0, 0.40)]
+    t = check_targets(results)
+    assert t["best_weak_f1_at_k10"] == pytest.approx(0.55)
+    assert t["weak_minus_supervised_f1_at_k10"] == pytest.approx(0.25) and t["weak_beats_supervised_by_0_20_at_k10"]
+    assert t["f1_at_least_0_80_at_k10"] is False
+    assert t["objective_only_beats_supervised_k25"] is False
+    assert check_targets([run("objective", 0, 0, 0.3)])["weak_beats_supervised_by_0_20_at_k10"] is None
+
+
+def test_report_is_self_contained_html() -> None:
+    rng = np.random.default_rng(0)
+    labels = (np.arange(40) % 10 == 0).astype(np.float32)[:, None]
+    curves = {f"fppc|{m}|10|0": {"scores": (labels[:, 0] * 0.5 + rng.random(40) * 0.6).tolist(), "threshold": 0.6}
+              for m in ("supervised", "multitask")}
+    results = [run("supervised", 10, 0, 0.3), run("multitask", 10, 0, 0.6)]
+    summary = {"prevalence": 0.01, "test_prevalence_measured": 0.1, "data": {"mask_bank": "x"},
+               "targets": check_targets(results), "aggregate": aggregate(results),
+               "results": [r.__dict__ for r in results]}
+    images = [rng.integers(0, 255, (24, 32, 3), dtype=np.uint8) for _ in range(40)]
+    html = render_report(summary, curves, images, labels, ["fppc"])
+    assert html.count("data:image/png;base64,") == 1 + 1 + 6 + 4  # F1 plot, PR plot, 6 worst goods, all 4 bugs
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+
+
+def test_viewmodel_floor_scores_covered_weapons_higher() -> None:
+    h, w = 120, 160
+    rng = np.random.default_rng(1)
+    weapon = np.zeros((h, w), bool)
+    weapon[80:120, 100:150] = True
+    goods, masks = [], []
+    for _ in range(5):
+        frame = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        frame[weapon] = (60, 60, 60)
+        goods.append(frame)
+        masks.append(weapon)
+    floor = ViewmodelDifferenceFloor(size=(h, w)).fit(goods, masks)
+    clean = goods[0].copy()
+    covered = clean.copy()
+    covered[80:120, 100:130] = (200, 180, 40)  # a wall drawn over 60% of the gun
+    scores = floor.score([clean, covered])
+    assert scores[0] == pytest.approx(0.0) and scores[1] == pytest.approx(0.6, abs=0.05)
+    with pytest.raises(ValueError, match="at least one good frame"):
+        ViewmodelDifferenceFloor().fit([], [])
