@@ -21,13 +21,13 @@ from bugdet.errors import BugdetError
 COMMAND_MODULES = (
     "bugdet.cli.project_cmd",
     "bugdet.cli.demo_cmd",
-    "bugdet.cli.ingest_cmd",
     "bugdet.cli.playtest_cmd",
-    "bugdet.cli.export_cmd",
+    "bugdet.cli.ingest_cmd",
     "bugdet.cli.segment_cmd",
     "bugdet.cli.filter_cmd",
     "bugdet.cli.augment_cmd",
     "bugdet.cli.detect_cmd",
+    "bugdet.cli.export_cmd",
     "bugdet.cli.bench_cmd",  # keep last: benchmarks appear after the pipeline's commands
 )
 
