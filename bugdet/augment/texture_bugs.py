@@ -11,6 +11,7 @@ sample's ``mask``) and only by the artefact.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
@@ -126,11 +127,11 @@ class RegionObjective(Objective):
         bug[layer.roi] = layer.alpha > 0
         return self._samples(positive, negative, bug, {**region.meta, **art_meta})
 
+    @abstractmethod
     def break_texture(
         self, fill: np.ndarray, layer: Layer, target: TargetFrame, sources: Sequence[SourceMask], rng: np.random.Generator
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """The region's fill with this objective's artefact (float32, same shape) and its meta."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)

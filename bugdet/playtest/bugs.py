@@ -10,6 +10,7 @@ of a few consecutive bug frames, spread over the session.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +33,7 @@ class FrameContext:
     eye: tuple[float, float, float, float, float, float]
 
 
-class BugEffect:
+class BugEffect(ABC):
     name = ""
 
     def steer(self, player: Player) -> Task | None:
@@ -47,8 +48,9 @@ class BugEffect:
     def postprocess(self, rgb: np.ndarray, ctx: FrameContext) -> np.ndarray:
         return rgb
 
+    @abstractmethod
     def truth(self, bug: "RenderPair", ctx: FrameContext, t: gt.Thresholds) -> gt.Truth:
-        raise NotImplementedError
+        """Ground truth of this bug on a frame, from the bug render and the correct render."""
 
 
 @dataclass
