@@ -98,7 +98,7 @@ def test_loaders_read_targets_with_engine_weapon_and_drop_weapon_sources(park):
 
 def test_fppc_positive_covers_the_weapon_negative_keeps_it_on_top(park):
     _, targets, sources = park
-    fppc = build_objective("fppc")
+    fppc = build_objective("fppc", scene_occluder_prob=0.3, surface_occluder_prob=0.3)
     usable = usable_targets(fppc, targets)
     assert usable
     occluders = set()
@@ -118,8 +118,8 @@ def test_fppc_positive_covers_the_weapon_negative_keeps_it_on_top(park):
         assert np.array_equal(pos.image[~weapon], neg.image[~weapon])
         assert not neg.mask.any()
         occluders.add(pos.meta["occluder"])
-        if pos.meta["occluder"] == "source":
-            assert np.any(neg.image != target.rgb)  # the bank mask shows around the gun in both
+        if pos.meta["occluder"] in ("source", "surface"):
+            assert np.any(neg.image != target.rgb)  # the bank mask / wall shows around the gun in both
         else:
             # the scene swallows the muzzle end: the hidden part is the one nearest the screen centre
             assert np.array_equal(neg.image, target.rgb)
@@ -127,7 +127,24 @@ def test_fppc_positive_covers_the_weapon_negative_keeps_it_on_top(park):
             hy, hx = np.nonzero(pos.mask)
             centre = np.array([160, 120])
             assert np.hypot(hx - centre[0], hy - centre[1]).mean() < np.hypot(xs - centre[0], ys - centre[1]).mean()
-    assert occluders == {"source", "scene"}
+    assert occluders == {"source", "scene", "surface"}
+
+
+def test_fppc_surface_occluder_is_the_same_wall_in_front_of_or_behind_the_gun(park):
+    _, targets, sources = park
+    fppc = build_objective("fppc", scene_occluder_prob=0.0, surface_occluder_prob=1.0)
+    usable = usable_targets(fppc, targets)
+    for i in range(6):
+        pos, neg = draw_pair(fppc, usable, sources, pair_rng(11, i))
+        target = next(t for t in usable if t.frame_id == pos.meta["target_frame_id"])
+        weapon = target.weapon_mask
+        assert pos.meta["occluder"] == "surface"
+        assert np.array_equal(neg.image[weapon], target.rgb[weapon])  # the gun stays on top of the wall
+        assert np.array_equal(pos.image[~weapon], neg.image[~weapon])  # the same wall around it in both
+        assert np.any(neg.image[~weapon] != target.rgb[~weapon])
+        assert pos.mask.sum() >= 0.1 * weapon.sum() and not (pos.mask & ~weapon).any()
+        changed = np.any(pos.image != target.rgb, axis=2)
+        assert (pos.mask & ~changed).sum() <= 0.05 * pos.mask.sum()
 
 
 def test_fppc_weapon_margin_keeps_a_ring_around_the_gun_in_the_negative(park):

@@ -27,6 +27,7 @@ from bugdet.augment.compose import (
     apply_appearance,
     choose_source,
     clip_to_canvas,
+    fill_outside,
     resized_source,
     source_meta,
 )
@@ -50,9 +51,16 @@ class FPPCParams:
     weapon_margin_px: int = 0
     # "scene" occluder: instead of a bank mask, the surface behind the gun swallows its far end,
     # as when the viewmodel is drawn in the world's depth pass (the playtest world's FPPC bug).
-    scene_occluder_prob: float = 0.3
+    scene_occluder_prob: float = 0.1
     scene_hidden: tuple[float, float] = (0.15, 0.55)  # fraction of the weapon, from the muzzle back
     scene_cut_tilt_deg: float = 35.0  # the surface's edge across the gun, tilted up to this much
+    # "surface" occluder: a textured wall (a bank source's texture, stretched over a half-plane
+    # that cuts the gun) drawn over the gun's far end (positive) or behind the whole gun
+    # (negative). This is what the player walking into a wall looks like, and both samples carry
+    # the same wall, so the only difference is which of gun and wall is in front.
+    surface_occluder_prob: float = 0.5
+    surface_hidden: tuple[float, float] = (0.25, 0.9)  # fraction of the weapon behind the wall
+    surface_margin: tuple[float, float] = (0.3, 1.2)  # wall extent beyond the gun, x its box size
     appearance: AppearanceParams = field(default_factory=AppearanceParams)
 
     def __post_init__(self) -> None:
@@ -83,8 +91,11 @@ class FPPCObjective(Objective):
         if xs.size < max(20, p.min_weapon_fraction * weapon.size):
             raise UnusableTarget(f"frame {target.frame_id}: weapon too small ({xs.size} px) for FPPC")
         H, W = weapon.shape
-        if rng.random() < p.scene_occluder_prob:
+        draw = rng.random()
+        if draw < p.scene_occluder_prob:
             return self._scene_pair(target, weapon, xs, ys, rng)
+        if draw < p.scene_occluder_prob + p.surface_occluder_prob and sources:
+            return self._surface_pair(target, weapon, xs, ys, sources, rng)
         index, source = choose_source(sources, rng)
         weapon_extent = max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
         sh, sw = source.alpha.shape
@@ -151,6 +162,71 @@ class FPPCObjective(Objective):
             "appearance": look.to_meta(),
             "occluder": "source",
         }
+        return self._samples(positive, negative, bug, meta)
+
+    def _cut(self, weapon: np.ndarray, xs: np.ndarray, ys: np.ndarray, hidden: tuple[float, float],
+             rng: np.random.Generator) -> tuple[np.ndarray, float, float]:
+        """Depth of every pixel along the gun (grip -> muzzle, tilted at random), the depth where
+        the cut falls so that a drawn fraction of the gun lies beyond it, and the cut's angle."""
+        H, W = weapon.shape
+        # The muzzle is the weapon pixel nearest the screen centre, the hands sit at its bottom.
+        k = int(np.argmin((xs - W / 2) ** 2 + (ys - H / 2) ** 2))
+        tip = np.array([xs[k], ys[k]], dtype=np.float64)
+        grip = np.array([xs.mean(), ys.max()], dtype=np.float64)
+        axis = tip - grip
+        if np.linalg.norm(axis) < 1e-6:
+            axis = np.array([0.0, -1.0])
+        angle = np.arctan2(axis[1], axis[0]) + np.radians(rng.uniform(-self.params.scene_cut_tilt_deg,
+                                                                        self.params.scene_cut_tilt_deg))
+        gx, gy = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
+        depth = (gx - grip[0]) * np.cos(angle) + (gy - grip[1]) * np.sin(angle)
+        cut = float(np.quantile(depth[ys, xs], 1.0 - float(rng.uniform(*hidden))))
+        return depth, cut, float(angle)
+
+    def _surface_pair(
+        self, target: TargetFrame, weapon: np.ndarray, xs: np.ndarray, ys: np.ndarray,
+        sources: Sequence[SourceMask], rng: np.random.Generator,
+    ) -> tuple[Sample, Sample]:
+        p = self.params
+        H, W = weapon.shape
+        depth, cut, angle = self._cut(weapon, xs, ys, p.surface_hidden, rng)
+        x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+        mx = int((x1 - x0) * rng.uniform(*p.surface_margin))
+        my = int((y1 - y0) * rng.uniform(*p.surface_margin))
+        box = np.zeros((H, W), dtype=bool)
+        box[max(0, y0 - my):min(H, y1 + my), max(0, x0 - mx):min(W, x1 + mx)] = True
+        wall = box & (depth >= cut)
+        bug = wall & weapon
+        if bug.sum() < max(8, 0.1 * weapon.sum()):
+            raise UnusableTarget(f"frame {target.frame_id}: the wall would hide too little of the gun")
+        index, source = choose_source(sources, rng)
+        wy, wx = np.nonzero(wall)
+        bx0, by0, bw, bh = int(wx.min()), int(wy.min()), int(wx.max() - wx.min() + 1), int(wy.max() - wy.min() + 1)
+        texture = cv2.resize(fill_outside(source.rgb, source.alpha_float()), (bw, bh), interpolation=cv2.INTER_LINEAR)
+        # Light the wall like the target around it, so brightness is no cue either way.
+        around = target.rgb[box & ~weapon].astype(np.float32)
+        if around.size:
+            texture = texture - texture.mean(axis=(0, 1)) * float(rng.uniform(0.3, 0.7)) \
+                + around.mean(axis=0) * float(rng.uniform(0.3, 0.7))
+        texture += rng.standard_normal(texture.shape, dtype=np.float32) * np.float32(rng.uniform(1.0, 4.0))
+        layer = np.zeros((H, W, 3), dtype=np.float32)
+        layer[by0:by0 + bh, bx0:bx0 + bw] = texture
+        alpha = wall.astype(np.float32)
+        alpha = cv2.GaussianBlur(alpha, (0, 0), float(rng.uniform(0.5, 1.2))) * wall  # soft only inside
+        def composite(region_alpha: np.ndarray) -> np.ndarray:
+            out = target.rgb.astype(np.float32)
+            out += region_alpha[..., None] * (layer - out)
+            return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+        on_top = weapon
+        if p.weapon_margin_px > 0:
+            size = 2 * p.weapon_margin_px + 1
+            on_top = cv2.dilate(weapon.astype(np.uint8), np.ones((size, size), np.uint8)).astype(bool)
+        positive = composite(alpha)
+        negative = composite(alpha * ~on_top)
+        meta = {"target_frame_id": target.frame_id, "occluder": "surface",
+                "weapon_cover": round(float(bug.sum() / weapon.sum()), 4),
+                "cut_angle_deg": round(float(np.degrees(angle)), 1), **source_meta(source), "source_index": index}
         return self._samples(positive, negative, bug, meta)
 
     def _scene_pair(
