@@ -237,18 +237,9 @@ class FPPCObjective(Objective):
         so the pair differs only where the gun is swallowed."""
         p = self.params
         H, W = weapon.shape
-        # The muzzle is the weapon pixel nearest the screen centre, the hands sit at its bottom:
-        # depth along the gun grows from the grip towards the muzzle.
-        k = int(np.argmin((xs - W / 2) ** 2 + (ys - H / 2) ** 2))
-        tip = np.array([xs[k], ys[k]], dtype=np.float64)
-        grip = np.array([xs.mean(), ys.max()], dtype=np.float64)
-        axis = tip - grip
-        if np.linalg.norm(axis) < 1e-6:
-            axis = np.array([0.0, -1.0])
-        angle = np.arctan2(axis[1], axis[0]) + np.radians(rng.uniform(-p.scene_cut_tilt_deg, p.scene_cut_tilt_deg))
-        depth = (xs - grip[0]) * np.cos(angle) + (ys - grip[1]) * np.sin(angle)
-        hidden_fraction = float(rng.uniform(*p.scene_hidden))
-        cut = float(np.quantile(depth, 1.0 - hidden_fraction))
+        depth_map, cut, angle = self._cut(weapon, xs, ys, p.scene_hidden, rng)
+        depth = depth_map[ys, xs]
+        hidden_fraction = float((depth >= cut).mean())
         hide = depth >= cut
         bug = np.zeros((H, W), dtype=bool)
         bug[ys[hide], xs[hide]] = True
