@@ -65,3 +65,19 @@ def test_viewmodel_floor_scores_covered_weapons_higher() -> None:
     assert scores[0] == pytest.approx(0.0) and scores[1] == pytest.approx(0.6, abs=0.05)
     with pytest.raises(ValueError, match="at least one good frame"):
         ViewmodelDifferenceFloor().fit([], [])
+
+
+@pytest.mark.slow
+def test_quality_benchmark_end_to_end_on_tiny_captures(tmp_path) -> None:
+    """The whole protocol on captures small enough for a few minutes: every method, every k."""
+    from bugdet.detect.quality_bench import QualityBenchmark, QualitySettings
+
+    s = QualitySettings(ks=[0, 2], seeds=[0], scenes=["park"], width=160, height=120, unlabeled_frames=80,
+                        label_pool_frames=120, label_pool_prevalence=0.1, val_frames=120, val_prevalence=0.1,
+                        test_frames=200, prevalence=0.05, good_pool=10, segment_frames=6, epochs=1,
+                        finetune_epochs=1, steps_per_epoch=2, batch_size=8)
+    summary = QualityBenchmark(s, tmp_path).run()
+    methods = {(r["method"], r["labeled_bugs"]) for r in summary["results"]}
+    assert methods == {("floor", 0), ("objective", 0), ("supervised", 2), ("pretrain_finetune", 2), ("multitask", 2)}
+    assert all(0.0 <= r["f1"] <= 1.0 and r["tp"] + r["fn"] > 0 for r in summary["results"])
+    assert summary["data"]["bugs"]["test"]["fppc"] > 0

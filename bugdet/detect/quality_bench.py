@@ -210,11 +210,7 @@ class QualityBenchmark:
     def _record(self, method: str, k: int, seed: int, scores: np.ndarray, thresholds: dict[str, float],
                 seconds: float, best_epoch: int = -1) -> None:
         for i, t in enumerate(self.s.bug_types):
-            y = np.array([f.labels[i] > 0 for f in self.data.test])
-            m = evaluate_scores(scores[:, i], y, thresholds[t])
-            self.results.append(RunResult(t, method, k, seed, m.f1, m.pr_auc, m.precision_at_recall_0_5, m.threshold,
-                                          m.tp, m.fp, m.fn, round(seconds, 1), best_epoch))
-            self.curves[f"{t}|{method}|{k}|{seed}"] = {"scores": scores[:, i].tolist(), "threshold": thresholds[t]}
+            self._record_one(t, method, k, seed, scores[:, i], thresholds[t], seconds, best_epoch)
 
     def _train_and_score(self, method: str, k: int, seed: int, labeled: list[LabeledFrame], sampler: ObjectiveSampler | None,
                          init_state: dict | None = None) -> dict:
@@ -247,13 +243,14 @@ class QualityBenchmark:
         threshold = calibrate_threshold(val_scores, y_val, self.s.prevalence)
         self._record_one("fppc", "floor", 0, seed, floor.score([f.rgb for f in self.data.test]), threshold)
 
-    def _record_one(self, bug_type: str, method: str, k: int, seed: int, scores: np.ndarray, threshold: float) -> None:
+    def _record_one(self, bug_type: str, method: str, k: int, seed: int, scores: np.ndarray, threshold: float,
+                    seconds: float = 0.0, best_epoch: int = -1) -> None:
         i = self.s.bug_types.index(bug_type)
         y = np.array([f.labels[i] > 0 for f in self.data.test])
         m = evaluate_scores(scores, y, threshold)
         self.results.append(RunResult(bug_type, method, k, seed, m.f1, m.pr_auc, m.precision_at_recall_0_5, m.threshold,
-                                      m.tp, m.fp, m.fn, 0.0))
-        self.curves[f"{bug_type}|{method}|{k}|{seed}"] = {"scores": scores.tolist(), "threshold": threshold}
+                                      m.tp, m.fp, m.fn, round(seconds, 1), best_epoch))
+        self.curves[f"{bug_type}|{method}|{k}|{seed}"] = {"scores": np.asarray(scores).tolist(), "threshold": threshold}
 
     def run(self) -> dict[str, Any]:
         started = time.perf_counter()
