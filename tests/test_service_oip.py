@@ -17,7 +17,6 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from service.frames import fit_to_input
 from service.runtime import new_session
