@@ -117,41 +117,45 @@ def _embed_stream(project: Project, embedder: Embedder, kind: str, items: Iterat
     return written
 
 
-def embed_masks(project: Project, embedder: Embedder, progress: Progress | None = None,
-                store_dtype: str | None = None) -> EmbedReport:
-    """Embed every mask that has no embedding under ``embedder.key`` yet."""
+def _embed_missing(project: Project, embedder: Embedder, kind: str, list_items, crops, progress: Progress | None,
+                   store_dtype: str | None) -> EmbedReport:
+    """Embed the ``kind`` items (masks or frames) that have no embedding under ``embedder.key``.
+
+    ``list_items(conn)`` lists the candidates (objects with ``.id``); ``crops(todo)`` yields
+    ``(id, rgb)`` for those still to embed."""
     progress = progress or NullProgress()
     store_dtype = store_dtype or project.config.filter.embed.store_dtype
     conn = project.connect()
     try:
         register_model(conn, embedder.key, embedder.label, embedder.pretrained, embedder.dim)
-        done = embedded_ids(conn, embedder.key, "mask")
-        masks = list(iter_masks(conn))
+        done = embedded_ids(conn, embedder.key, kind)
+        items = list_items(conn)
     finally:
         conn.close()
-    # Role masks (e.g. a tester's weapon mask) annotate frames for compositing; they are not content to filter.
-    masks = [m for m in masks if not m.meta.get("role")]
-    todo = [m for m in masks if m.id not in done and m.area > 0]
-    progress.start(f"embedding {len(todo)} masks", len(todo))
-    items = ((m.id, crop) for m, crop in _crops_by_frame(project, todo))
-    written = _embed_stream(project, embedder, "mask", items, store_dtype, progress)
-    return EmbedReport("mask", embedder.key, embedder.label, embedder.pretrained, written, len(done), len(masks))
+    todo = [item for item in items if item.id not in done]
+    progress.start(f"embedding {len(todo)} {kind}s", len(todo))
+    written = _embed_stream(project, embedder, kind, crops(todo), store_dtype, progress)
+    return EmbedReport(kind, embedder.key, embedder.label, embedder.pretrained, written, len(done), len(items))
+
+
+def embed_masks(project: Project, embedder: Embedder, progress: Progress | None = None,
+                store_dtype: str | None = None) -> EmbedReport:
+    """Embed every mask that has no embedding under ``embedder.key`` yet."""
+    def masks(conn) -> list[MaskRecord]:
+        # Role masks (e.g. a tester's weapon mask) annotate frames for compositing; they are not
+        # content to filter. Empty masks have nothing to embed.
+        return [m for m in iter_masks(conn) if not m.meta.get("role") and m.area > 0]
+
+    def crops(todo: list[MaskRecord]) -> Iterator[tuple[int, np.ndarray]]:
+        return ((m.id, crop) for m, crop in _crops_by_frame(project, todo))
+
+    return _embed_missing(project, embedder, "mask", masks, crops, progress, store_dtype)
 
 
 def embed_frames(project: Project, embedder: Embedder, progress: Progress | None = None,
                  store_dtype: str | None = None) -> EmbedReport:
     """Embed every whole frame that has no embedding yet (the weak-label stage's frame vectors)."""
-    progress = progress or NullProgress()
-    store_dtype = store_dtype or project.config.filter.embed.store_dtype
-    conn = project.connect()
-    try:
-        register_model(conn, embedder.key, embedder.label, embedder.pretrained, embedder.dim)
-        done = embedded_ids(conn, embedder.key, "frame")
-        frames = list(iter_frames(conn))
-    finally:
-        conn.close()
-    todo = [f for f in frames if f.id not in done]
-    progress.start(f"embedding {len(todo)} frames", len(todo))
-    items = ((f.id, read_rgb(project.root / f.path)) for f in todo)
-    written = _embed_stream(project, embedder, "frame", items, store_dtype, progress)
-    return EmbedReport("frame", embedder.key, embedder.label, embedder.pretrained, written, len(done), len(frames))
+    def crops(todo: list) -> Iterator[tuple[int, np.ndarray]]:
+        return ((f.id, read_rgb(project.root / f.path)) for f in todo)
+
+    return _embed_missing(project, embedder, "frame", lambda conn: list(iter_frames(conn)), crops, progress, store_dtype)

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from bugdet.store.database import ensure_schema
+from bugdet.store.database import ensure_schema, where_clause
 
 SCHEMA = [
     """
@@ -137,18 +137,7 @@ def iter_masks(
     min_id: int | None = None,
 ) -> Iterator[MaskRecord]:
     ensure_masks_schema(conn)
-    clauses, params = [], []
-    if frame_ids is not None:
-        ids = list(frame_ids)
-        clauses.append(f"frame_id IN ({','.join('?' * len(ids))})" if ids else "0")
-        params.extend(ids)
-    if backend is not None:
-        clauses.append("backend = ?")
-        params.append(backend)
-    if min_id is not None:
-        clauses.append("id >= ?")
-        params.append(min_id)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    where, params = where_clause({"backend": backend}, {"frame_id": frame_ids}, min_id=min_id)
     for row in conn.execute(f"SELECT * FROM masks {where} ORDER BY id", params):
         yield MaskRecord.from_row(row)
 

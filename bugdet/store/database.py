@@ -65,6 +65,31 @@ def ensure_schema(conn: sqlite3.Connection, name: str, migrations: Sequence[str]
             )
 
 
+def where_clause(
+    equals: dict[str, object] | None = None,
+    one_of: dict[str, Sequence[object]] | None = None,
+    min_id: int | None = None,
+) -> tuple[str, list[object]]:
+    """``WHERE ...`` and its parameters for the optional filters every table listing takes:
+    ``column = value`` (None values are skipped), ``column IN (...)`` (an empty list matches
+    nothing) and ``id >= min_id`` (incremental jobs read only new rows)."""
+    clauses: list[str] = []
+    params: list[object] = []
+    for column, value in (equals or {}).items():
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    for column, values in (one_of or {}).items():
+        if values is not None:
+            values = list(values)
+            clauses.append(f"{column} IN ({','.join('?' * len(values))})" if values else "0")
+            params.extend(values)
+    if min_id is not None:
+        clauses.append("id >= ?")
+        params.append(min_id)
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
 def _split_sql(script: str) -> list[str]:
     # executescript() would COMMIT our transaction; split on ';' instead (no ';' inside our DDL strings).
     return [s.strip() for s in script.split(";") if s.strip()]

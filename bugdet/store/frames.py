@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from bugdet.store.database import ensure_schema
+from bugdet.store.database import ensure_schema, where_clause
 
 SCHEMA = [
     """
@@ -143,15 +143,7 @@ def iter_frames(
 ) -> Iterator[FrameRow]:
     """Frames in ingest order, optionally filtered (``min_id`` lets incremental jobs see only new ones)."""
     ensure_frames_schema(conn)
-    clauses, params = [], []
-    for column, value in (("split", split), ("scene", scene), ("source_id", source_id)):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    if min_id is not None:
-        clauses.append("id >= ?")
-        params.append(min_id)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    where, params = where_clause({"split": split, "scene": scene, "source_id": source_id}, min_id=min_id)
     for row in conn.execute(f"SELECT * FROM frames {where} ORDER BY id", params):
         yield FrameRow.from_row(row)
 
