@@ -154,3 +154,38 @@ def load_manifest(directory: Path, verify: bool = True) -> PackageManifest:
         heatmap_size=(int(heatmap[0]), int(heatmap[1])),
         raw=data,
     )
+
+
+# -- the champion alias of a versioned model registry ---------------------------------------------
+#
+# A registry model directory holds immutable packages under ``versions/`` and one small alias
+# file naming the package to serve. Switching the champion is an atomic replace of that file, so
+# the service sees either the old alias or the new one, and a rollback is the same switch backwards.
+# ``bugdet.registry`` writes the alias; the service reads it here.
+
+ALIAS_NAME = "champion.json"
+ALIAS_FORMAT = "bugdet-champion-alias"
+
+
+def has_alias(directory: Path) -> bool:
+    return (Path(directory) / ALIAS_NAME).is_file()
+
+
+def read_alias(directory: Path) -> Path:
+    """The package directory the alias in ``directory`` names.
+
+    Raises :class:`PackageError` when the alias is unreadable, of another format, or points
+    outside ``directory`` (an alias is always relative to the model directory that holds it).
+    """
+    directory = Path(directory)
+    path = directory / ALIAS_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PackageError(f"{path}: unreadable champion alias: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != ALIAS_FORMAT:
+        raise PackageError(f"{path}: not a {ALIAS_FORMAT} file")
+    package = data.get("package")
+    if not isinstance(package, str) or not package or package.startswith("/") or ".." in Path(package).parts:
+        raise PackageError(f"{path}: 'package' must be a path inside {directory}, got {package!r}")
+    return directory / package

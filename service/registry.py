@@ -7,6 +7,11 @@ swap is a single reference assignment: requests already batched keep running on 
 new ones get the new. A package that fails any step is refused and remembered by a fingerprint of
 its files (names, sizes, mtimes), so it is retried only once it changes, e.g. when a slow copy
 finishes; meanwhile the old model keeps serving.
+
+A directory holding a champion alias (``champion.json``, written by ``bugdet.registry``) is a
+versioned registry model: exactly the package its alias names is served, whatever newer or older
+versions sit beside it, so promoting a challenger or rolling back is one atomic alias switch that
+the next scan follows. The models directory itself may be such a model directory, or hold several.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from service.model_package import PackageError, PackageManifest, load_manifest
+from service.model_package import ALIAS_NAME, PackageError, PackageManifest, has_alias, load_manifest, read_alias
 from service.runtime import LoadedModel, load_model
 
 log = logging.getLogger("bugdet.service")
@@ -79,43 +84,78 @@ class ModelRegistry:
 
     # -- reload
     def scan(self) -> ScanReport:
-        """Load every package newer than what is served; never unloads a working model."""
+        """Load every package newer than what is served, and every switched champion alias;
+        never unloads a working model."""
         with self._scan_lock:
             report = ScanReport()
-            candidates: dict[str, list[PackageManifest]] = {}
-            directories = sorted(p for p in self.models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) if self.models_dir.is_dir() else []
-            for directory in directories:
-                fingerprint = _fingerprint(directory)
-                if self._refused.get(directory) == fingerprint:
+            pinned, candidates = self._collect(report)
+            for name, manifest in pinned.items():
+                served = self._models.get(name)
+                if served is not None and served.manifest.directory == manifest.directory:
                     continue
-                try:
-                    manifest = load_manifest(directory, verify=False)
-                except PackageError as exc:
-                    self._refuse(directory, fingerprint, str(exc), report)
-                    continue
-                candidates.setdefault(manifest.name, []).append(manifest)
+                self._try_load(name, manifest, report)
             for name, manifests in candidates.items():
+                if name in pinned:
+                    continue  # a registry model serves its champion, never a loose newer package
                 served = self._models.get(name)
                 for manifest in sorted(manifests, key=_newness, reverse=True):
                     if served is not None and _newness(manifest) <= _newness(served.manifest):
                         break
-                    fingerprint = _fingerprint(manifest.directory)
-                    try:
-                        verified = load_manifest(manifest.directory, verify=True)
-                        model = load_model(verified, self.device, self.warm_batches, self.intra_op_threads)
-                    except PackageError as exc:
-                        self._refuse(manifest.directory, fingerprint, str(exc), report)
-                        continue
-                    self._models = {**self._models, name: model}
-                    self._refused.pop(manifest.directory, None)
-                    self.reloads += 1
-                    report.loaded.append(model.key)
-                    log.info("serving %s from %s (%s)", model.key, manifest.directory, model.provider)
-                    break
+                    if self._try_load(name, manifest, report):
+                        break
             report.serving = sorted(m.key for m in self._models.values())
         if report.loaded and self._on_change:
             self._on_change()
         return report
+
+    def _collect(self, report: ScanReport) -> tuple[dict[str, PackageManifest], dict[str, list[PackageManifest]]]:
+        """Champions named by aliases (by model name) and the plain packages (by model name)."""
+        pinned: dict[str, PackageManifest] = {}
+        candidates: dict[str, list[PackageManifest]] = {}
+        if has_alias(self.models_dir):
+            directories = [self.models_dir]
+        elif self.models_dir.is_dir():
+            directories = sorted(p for p in self.models_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        else:
+            directories = []
+        for directory in directories:
+            aliased = has_alias(directory)
+            try:
+                package = read_alias(directory) if aliased else directory
+            except PackageError as exc:
+                alias, alias_fingerprint = directory / ALIAS_NAME, _fingerprint(directory)
+                if self._refused.get(alias) != alias_fingerprint:
+                    self._refuse(alias, alias_fingerprint, str(exc), report)
+                continue
+            fingerprint = _fingerprint(package)
+            if self._refused.get(package) == fingerprint:
+                continue
+            try:
+                manifest = load_manifest(package, verify=False)
+            except PackageError as exc:
+                self._refuse(package, fingerprint, str(exc), report)
+                continue
+            if aliased:
+                pinned[manifest.name] = manifest
+            else:
+                candidates.setdefault(manifest.name, []).append(manifest)
+        return pinned, candidates
+
+    def _try_load(self, name: str, manifest: PackageManifest, report: ScanReport) -> bool:
+        """Verify, load and warm ``manifest``'s package, then swap it in; False if refused."""
+        fingerprint = _fingerprint(manifest.directory)
+        try:
+            verified = load_manifest(manifest.directory, verify=True)
+            model = load_model(verified, self.device, self.warm_batches, self.intra_op_threads)
+        except PackageError as exc:
+            self._refuse(manifest.directory, fingerprint, str(exc), report)
+            return False
+        self._models = {**self._models, name: model}
+        self._refused.pop(manifest.directory, None)
+        self.reloads += 1
+        report.loaded.append(model.key)
+        log.info("serving %s from %s (%s)", model.key, manifest.directory, model.provider)
+        return True
 
     def _refuse(self, directory: Path, fingerprint: tuple, reason: str, report: ScanReport) -> None:
         self._refused[directory] = fingerprint

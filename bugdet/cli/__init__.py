@@ -28,6 +28,9 @@ COMMAND_MODULES = (
     "bugdet.cli.augment_cmd",
     "bugdet.cli.detect_cmd",
     "bugdet.cli.export_cmd",
+    "bugdet.cli.review_cmd",
+    "bugdet.cli.registry_cmd",
+    "bugdet.cli.nightly_cmd",
     "bugdet.cli.bench_cmd",  # keep last: benchmarks appear after the pipeline's commands
 )
 

@@ -1,0 +1,1 @@
+"""The nightly job: ingest new captures, retrain, compare with the champion, publish. See :mod:`bugdet.nightly.runner`."""
