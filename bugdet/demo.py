@@ -125,6 +125,8 @@ def run_demo(root: Path, progress: Progress | None = None, serve: bool = True) -
         with SpawnedServer(str(project.root / "packages")) as server:
             run = run_playtest(server.address, scene="park", seed=200012, frames=240, bugs=("fppc",), prevalence=0.05)
         html, _ = write_report(run, project.stage_dir("playtest-report"))
+        from bugdet.review.flags import import_playtest_flags  # flagged frames -> `bugdet review` (Detector flags)
+        step(f"review: {import_playtest_flags(project, run).describe()}")
         out.report = html
         step(f"playtest: 240 frames streamed to the gRPC service; report {html}")
     return out

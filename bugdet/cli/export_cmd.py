@@ -170,6 +170,8 @@ def harness(
     else:
         run = run_playtest(server, scene, seed, frames, width, height, bug_list, prevalence, token)
     html_path, _ = write_report(run, out)
+    from bugdet.review.flags import write_flag_session  # for `bugdet review import-flags OUT/flags`
+    write_flag_session(run, out / "flags")
     any_pr = summary(run)["precision_recall"]["any"]
     console.print(f"wrote {html_path}: {len(run.frames)} frames, {sum(f.is_flagged for f in run.frames)} flagged, "
                   f"precision {any_pr['precision']}, recall {any_pr['recall']}")

@@ -34,6 +34,7 @@ class FrameRecord:
     flagged: dict[str, bool] = field(default_factory=dict)
     boxes: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
     error: str = ""
+    rgb: np.ndarray | None = None  # full frame, kept only while flagged: `bugdet review` imports flagged frames
 
     @property
     def is_flagged(self) -> bool:
@@ -125,6 +126,7 @@ def run_playtest(address: str, scene: str = "park", seed: int = 0, frames: int =
                 index=frame.index, time=frame.time, pose=(p.x, p.y, p.z, p.h, p.p, p.r),
                 truth={name: bool(t.present) for name, t in frame.truths.items()},
                 thumbnail=cv2.resize(frame.rgb, (THUMB_WIDTH, thumb_h), interpolation=cv2.INTER_AREA),
+                rgb=frame.rgb,
             )
             frame_id = f"{sid}/{frame.index}"
             with lock:
@@ -146,6 +148,7 @@ def run_playtest(address: str, scene: str = "park", seed: int = 0, frames: int =
                 record.flagged[s.bug_type] = s.is_bug
                 if s.HasField("box"):
                     record.boxes[s.bug_type] = (s.box.x_min, s.box.y_min, s.box.x_max, s.box.y_max)
+            record.rgb = record.rgb if record.is_flagged else None  # keep memory flat on long playtests
     except grpc.RpcError as exc:
         raise BugdetError(f"{address}: the playtest stream failed ({exc.code().name}: {exc.details()})") from None
     finally:

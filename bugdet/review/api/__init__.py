@@ -1,0 +1,1 @@
+"""HTTP API of the review app, one module per view; each exposes ``routes``."""

@@ -1,0 +1,189 @@
+"""One decision history over the three places review actions land, with undo and export.
+
+A tester's action is one history entry, whatever it wrote:
+
+* ``decision:<id>`` a keep/reject rule (text prompt, whole cluster) or a single-mask verdict in
+  :mod:`bugdet.refine.decisions`; undo = :func:`revoke_decision` (a rule takes its derived
+  per-mask decisions with it);
+* ``batch:<token>`` several single-mask verdicts given in one click (e.g. "reject the selected
+  results of 'sky'"): :data:`BATCH_PREFIX` + token in their ``note`` groups them; undo revokes all;
+* ``flag:<review id>`` a verdict on a detector flag (:mod:`bugdet.review.flags`);
+* ``mask:<id>`` a mask drawn with geometry prompts and saved as a source or weapon mask; undo
+  revokes the decisions on it and deletes the mask (nothing else refers to a fresh prompt mask
+  until the nightly job embeds it).
+
+Nothing is rewritten: revoked entries stay in the history, marked with when they were undone.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bugdet.errors import InputError
+from bugdet.refine.decisions import list_decisions, revoke_decision
+from bugdet.review.flags import ensure_flags_schema, list_flag_reviews, revoke_flag_review
+from bugdet.segment.store import PROMPT_BACKEND, ensure_segment_schema
+from bugdet.store.database import transaction
+from bugdet.store.labels import ensure_labels_schema
+
+BATCH_PREFIX = "review batch "
+#: ``note`` of the keep decision stored with a saved source mask (shown as the mask's own entry).
+SOURCE_MASK_NOTE = "drawn with geometry prompts in the review app"
+KINDS = ("decision", "batch", "flag", "mask")
+
+
+@dataclass
+class Entry:
+    key: str                 # kind:id, what undo takes
+    kind: str
+    who: str
+    at: float
+    action: str              # keep / reject / confirm / save-source / save-weapon
+    summary: str
+    revoked_at: float | None = None
+    count: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _decision_summary(d) -> str:
+    if d.scope == "prompt":
+        return f"{d.action} masks matching {', '.join(repr(p) for p in d.prompts or [])} (similarity >= {d.threshold:.3f})"
+    if d.scope == "cluster":
+        return f"{d.action} whole cluster {d.cluster} of clustering run {d.cluster_run}"
+    return f"{d.action} mask {d.mask_id}"
+
+
+def history(conn: sqlite3.Connection, limit: int | None = None) -> list[Entry]:
+    """Every review action, newest first."""
+    ensure_flags_schema(conn)
+    ensure_segment_schema(conn)
+    entries: list[Entry] = []
+    batches: dict[str, Entry] = {}
+    for d in list_decisions(conn, include_derived=False):
+        if d.scope == "mask" and d.note == SOURCE_MASK_NOTE:
+            continue  # shown as the saved mask's entry
+        if d.scope == "mask" and d.note and d.note.startswith(BATCH_PREFIX):
+            token = d.note[len(BATCH_PREFIX):].split(":", 1)[0]
+            entry = batches.get(token)
+            if entry is None:
+                label = d.note.split(":", 1)[1].strip() if ":" in d.note else ""
+                entry = batches[token] = Entry(f"batch:{token}", "batch", d.who, d.created_at, d.action,
+                                               label, d.revoked_at, 0)
+                entries.append(entry)
+            entry.count += 1
+            entry.at = max(entry.at, d.created_at)
+            if d.revoked_at is None:
+                entry.revoked_at = None
+            continue
+        entries.append(Entry(f"decision:{d.id}", "decision", d.who, d.created_at, d.action, _decision_summary(d),
+                             d.revoked_at))
+    for b in batches.values():
+        b.summary = f"{b.action} {b.count} selected masks" + (f" ({b.summary})" if b.summary else "")
+    for r in list_flag_reviews(conn):
+        entries.append(Entry(f"flag:{r['id']}", "flag", r["who"], r["created_at"], r["verdict"],
+                             f"{r['verdict']} detector flag #{r['flag_id']}: {r['bug_type']} on frame {r['frame_id']} "
+                             f"(score {r['score']:.2f})", r["revoked_at"]))
+    for m in conn.execute("SELECT id, frame_id, area, meta, created_at FROM masks WHERE backend = ?", (PROMPT_BACKEND,)):
+        meta = json.loads(m["meta"] or "{}")
+        prompt = meta.get("prompt") or {}
+        if prompt.get("by") != "review":
+            continue  # drawn with `bugdet prompt`, not a review action
+        role = meta.get("role") or "source"
+        entries.append(Entry(f"mask:{m['id']}", "mask", prompt.get("who", ""), m["created_at"], f"save-{role}",
+                             f"saved {role} mask {m['id']} on frame {m['frame_id']} ({m['area']} px)"))
+    entries.sort(key=lambda e: e.at, reverse=True)
+    return entries[:limit] if limit else entries
+
+
+def parse_key(key: str) -> tuple[str, str]:
+    kind, _, ident = str(key).partition(":")
+    if kind not in KINDS or not ident:
+        raise InputError(f"history entry must look like decision:12, batch:T, flag:3 or mask:40; got {key!r}")
+    return kind, ident
+
+
+def undo(conn: sqlite3.Connection, key: str) -> Entry:
+    """Undo one history entry (idempotent: undoing twice changes nothing more)."""
+    kind, ident = parse_key(key)
+    if kind == "decision":
+        revoke_decision(conn, _int(ident, key))
+    elif kind == "batch":
+        found = [d for d in list_decisions(conn, scope="mask", include_derived=False)
+                 if d.note and d.note.startswith(f"{BATCH_PREFIX}{ident}:")]
+        if not found:
+            raise InputError(f"no batch {ident!r} in the history")
+        for d in found:
+            revoke_decision(conn, d.id)
+    elif kind == "flag":
+        revoke_flag_review(conn, _int(ident, key))
+    else:
+        _delete_review_mask(conn, _int(ident, key))
+    for entry in history(conn):
+        if entry.key == key:
+            return entry
+    return Entry(key, kind, "", time.time(), "undone", f"{key} undone", time.time())
+
+
+def _int(ident: str, key: str) -> int:
+    try:
+        return int(ident)
+    except ValueError:
+        raise InputError(f"history entry {key!r}: {ident!r} is not a number") from None
+
+
+def _delete_review_mask(conn: sqlite3.Connection, mask_id: int) -> None:
+    row = conn.execute("SELECT backend, meta FROM masks WHERE id = ?", (mask_id,)).fetchone()
+    if row is None:
+        return  # already undone
+    if row["backend"] != PROMPT_BACKEND or (json.loads(row["meta"] or "{}").get("prompt") or {}).get("by") != "review":
+        raise InputError(f"mask {mask_id} was not saved in the review app; it cannot be undone here")
+    for d in list_decisions(conn, mask_id=mask_id, include_derived=False, include_revoked=False):
+        revoke_decision(conn, d.id)
+    with transaction(conn):
+        conn.execute("DELETE FROM masks WHERE id = ?", (mask_id,))
+
+
+def last_undoable(conn: sqlite3.Connection, who: str) -> Entry:
+    """The newest action of ``who`` that still stands (an undone saved mask is gone from the history)."""
+    for entry in history(conn):
+        if entry.who == who and entry.revoked_at is None:
+            return entry
+    raise InputError(f"nothing of {who!r} left to undo")
+
+
+# -- export -------------------------------------------------------------------------------------
+
+def export_rows(conn: sqlite3.Connection, what: str) -> list[dict[str, Any]]:
+    """Flat rows for ``decisions`` (review history), ``labels`` (frame labels) or ``masks`` (effective status)."""
+    if what == "decisions":
+        return [{"key": e.key, "kind": e.kind, "who": e.who, "at": e.at,
+                 "at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e.at)), "action": e.action,
+                 "summary": e.summary, "count": e.count, "revoked_at": e.revoked_at} for e in reversed(history(conn))]
+    if what == "labels":
+        ensure_labels_schema(conn)
+        return [dict(r) for r in conn.execute(
+            "SELECT l.id, l.frame_id, f.path, l.bug_type, l.label, l.who, l.source, l.created_at "
+            "FROM frame_labels l JOIN frames f ON f.id = l.frame_id ORDER BY l.id")]
+    if what == "masks":
+        from bugdet.refine.decisions import mask_status
+
+        return [{"mask_id": m, "status": s} for m, s in sorted(mask_status(conn).items())]
+    raise InputError(f"export what= must be decisions, labels or masks; got {what!r}")
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    if not rows:
+        return ""
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

@@ -1,0 +1,60 @@
+"""A small real review project, built once per test module: a recorded park playtest, segmented,
+embedded with an unpretrained ViT-S-32 and clustered, plus the flags a real detector raised while
+a second playtest streamed through the detection service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bugdet.project import Project
+
+OVERRIDES = [
+    "name=review-test",
+    "filter.embed.model=ViT-S-32",
+    "filter.embed.pretrained=none",
+    "filter.embed.backend=torch",
+    "filter.cluster.k=4",
+    "filter.cluster.dedupe_similarity=null",
+    "segment.backend=opencv",
+    "segment.max_masks_per_frame=10",
+    "segment.engine.enabled=false",
+]
+#: The test detector (trained on OpenCV scenes, not on the playtest world) at an operating point that
+#: flags every frame for missing_texture and never for black_hole: a short playtest then yields one
+#: flag per frame, with the detector's real scores and localisation boxes.
+FLAG_THRESHOLDS = {"missing_texture": 0.0, "black_hole": 1.0}
+
+
+def build_review_project(root: Path, frames: int = 4, playtest_frames: int = 5) -> Project:
+    from bugdet.cluster.pipeline import run_clustering
+    from bugdet.embed.pipeline import build_embedder, embed_masks
+    from bugdet.ingest.ingester import ingest
+    from bugdet.playtest.recorder import record
+    from bugdet.playtest.session import PlaytestSpec
+    from bugdet.review.flags import import_playtest_flags
+    from bugdet.segment.run import segment_project
+
+    session = root / "session"
+    record(PlaytestSpec(scene="park", seed=3, frames=frames, width=160, height=120), session)
+    project = Project.open(root / "project", OVERRIDES, create=True)
+    ingest(project, [session])
+    segment_project(project)
+    embed_masks(project, build_embedder(project))
+    run_clustering(project)
+    import_playtest_flags(project, detector_playtest(root / "models", playtest_frames))
+    return project
+
+
+def detector_playtest(models_dir: Path, frames: int):
+    """A real playtest: the playtest world streams frames to the gRPC service running a small trained detector."""
+    from bugdet.export.harness import run_playtest
+    from bugdet.export.package import export_package
+    from test_export import scene_frames, trained_detector
+    from test_service import running
+
+    calibration, _ = scene_frames(6, seed=99)
+    export_package(trained_detector(), calibration, models_dir, name="detector", version="1",
+                   thresholds=FLAG_THRESHOLDS, exporter="torchscript")
+    with running(models_dir) as (_, address):
+        return run_playtest(address, scene="park", seed=5, frames=frames, width=160, height=120,
+                            bugs=("missing_texture",), prevalence=0.5)
