@@ -47,6 +47,7 @@ class _Item:
     frames: np.ndarray  # uint8 [n, H, W, 3]
     deadline: float | None  # time.monotonic() seconds
     future: Future = field(default_factory=Future)
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 class DynamicBatcher:
@@ -92,6 +93,8 @@ class DynamicBatcher:
         if self.max_delay == 0 and not self._queue and self._running.acquire(blocking=False):
             try:
                 if not self._queue:  # nothing slipped in: this request is alone
+                    self.metrics.inline_batches.inc()
+                    self.metrics.stage_seconds.observe(0.0, stage="queue")
                     return self._infer(model, frames)
             finally:
                 self._running.release()
@@ -165,6 +168,7 @@ class DynamicBatcher:
             if item.deadline is not None and item.deadline <= now:
                 item.future.set_exception(DeadlineExceeded("deadline passed while queued"))
             else:
+                self.metrics.stage_seconds.observe(now - item.queued_at, stage="queue")
                 live.append(item)
         if not live:
             return

@@ -43,13 +43,18 @@ class DetectionServicer(pb_grpc.DetectionServicer):
                 frame_pixels(frame, pb, model, self.config.max_frame_bytes, f"frame {i} ({frame.id or 'no id'})")
                 for i, frame in enumerate(request.frames)
             ]
-            scores, heatmaps = run_frames(self.batcher, model, np.stack(arrays), deadline_of(context))
+            batch = arrays[0][None] if len(arrays) == 1 else np.stack(arrays)  # a lone frame needs no copy
+            decoded = time.perf_counter()
+            self.metrics.stage_seconds.observe(decoded - started, stage="decode")
+            scores, heatmaps = run_frames(self.batcher, model, batch, deadline_of(context))
+            inferred = time.perf_counter()
             response = pb.DetectResponse()
             for i, frame in enumerate(request.frames):
                 result = response.results.add(id=frame.id)
                 if frame.HasField("metadata"):
                     result.metadata.CopyFrom(frame.metadata)
                 fill_result(result, pb, model, scores[i], heatmaps[i], request.include_heatmaps)
+            self.metrics.stage_seconds.observe(time.perf_counter() - inferred, stage="respond")
             self.metrics.frames.inc(len(arrays), model=model.name)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status, never a crash
             code, message = status_for(exc)
@@ -97,6 +102,7 @@ class DetectionServicer(pb_grpc.DetectionServicer):
                     model = self.registry.get(request.model)
                     frame = request.frame
                     pixels = frame_pixels(frame, pb, model, self.config.max_frame_bytes, f"frame {frame.id or 'no id'}")
+                    self.metrics.stage_seconds.observe(time.perf_counter() - started, stage="decode")
                     future = self.batcher.submit(model, pixels[None], deadline_of(context), wait_for_room=True)
                 except Exception as exc:  # noqa: BLE001 - this frame fails, the stream goes on
                     events.put((_FAILED, request, exc, started))
@@ -117,7 +123,9 @@ class DetectionServicer(pb_grpc.DetectionServicer):
             error = future.exception()
             if error is None:
                 scores, heatmaps = future.result()
+                building = time.perf_counter()
                 fill_result(result, pb, model, scores[0], heatmaps[0], request.include_heatmaps)
+                self.metrics.stage_seconds.observe(time.perf_counter() - building, stage="respond")
                 self.metrics.frames.inc(1, model=model.name)
                 self.metrics.requests.inc(method="DetectStream.frame", code="OK")
                 self.metrics.latency.observe(time.perf_counter() - started, method="DetectStream.frame")

@@ -13,6 +13,8 @@ from typing import Callable
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+#: Finer at the low end: decoding a frame or building a reply takes tens to hundreds of microseconds.
+STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
 def _labels(labels: tuple[tuple[str, str], ...]) -> str:
@@ -71,6 +73,10 @@ class Histogram:
         series = self._series.get(tuple(sorted(labels.items())))
         return series[1] if series else 0
 
+    def total(self, **labels: str) -> float:
+        series = self._series.get(tuple(sorted(labels.items())))
+        return series[2] if series else 0.0
+
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
         for key, (counts, total, acc) in sorted(self._series.items()):
@@ -94,10 +100,16 @@ class Metrics:
         self.inference_seconds = Histogram("bugdet_inference_seconds", "onnxruntime time per batch.", LATENCY_BUCKETS)
         self.batch_size = Histogram("bugdet_batch_size", "Frames per inference batch.", BATCH_BUCKETS)
         self.queue_depth = Gauge("bugdet_queue_depth", "Frames waiting in the batching queue.")
+        # Where a request's server time goes, so "why is gRPC slower than in-process?" has an answer
+        # from a live server: decode (bytes -> model input), queue (waiting for the batch worker;
+        # 0 when run inline), respond (model output -> protobuf). Inference is bugdet_inference_seconds.
+        self.stage_seconds = Histogram("bugdet_stage_seconds", "Server time per request (stream: per frame) by stage.", STAGE_BUCKETS)
+        self.inline_batches = Counter("bugdet_inline_batches_total", "Batches run on the request's own thread (batcher idle, no hand-off).")
         self.reloads = Counter("bugdet_model_reloads_total", "Packages loaded, by result (loaded/refused).")
 
     def render(self) -> str:
-        parts = [self.requests, self.frames, self.latency, self.inference_seconds, self.batch_size, self.queue_depth, self.reloads]
+        parts = [self.requests, self.frames, self.latency, self.inference_seconds, self.batch_size, self.queue_depth,
+                 self.stage_seconds, self.inline_batches, self.reloads]
         return "\n".join(line for metric in parts for line in metric.render()) + "\n"
 
 

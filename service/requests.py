@@ -56,11 +56,18 @@ def heatmap_boxes(heatmaps: np.ndarray) -> np.ndarray:
     return np.stack([x0 / w, y0 / h, x1 / w, y1 / h], axis=1)
 
 
+def verdicts(manifest, scores: np.ndarray, heatmaps: np.ndarray) -> tuple[list[bool], list[list[float]] | None]:
+    """One frame's decision: a bug flag per type (score >= its threshold) and, when anything is
+    flagged, the normalised boxes [T][4]. This is the post-processing an engine plugin running the
+    model in-process would do too, which is why the benchmark's in-process side calls it."""
+    flags = [float(score) >= manifest.thresholds[bug] for bug, score in zip(manifest.bug_types, scores)]
+    return flags, (heatmap_boxes(heatmaps).tolist() if any(flags) else None)
+
+
 def fill_result(result, pb, model: LoadedModel, scores: np.ndarray, heatmaps: np.ndarray, include_heatmaps: bool) -> None:
     """Fill a bugdet.v1 FrameResult from one frame's model output."""
     manifest = model.manifest
-    flags = [float(score) >= manifest.thresholds[bug] for bug, score in zip(manifest.bug_types, scores)]
-    boxes = heatmap_boxes(heatmaps).tolist() if any(flags) else None
+    flags, boxes = verdicts(manifest, scores, heatmaps)
     for index, bug in enumerate(manifest.bug_types):
         entry = result.scores.add(bug_type=bug, score=float(scores[index]), is_bug=flags[index], threshold=manifest.thresholds[bug])
         if flags[index]:
