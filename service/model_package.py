@@ -165,10 +165,16 @@ def load_manifest(directory: Path, verify: bool = True) -> PackageManifest:
 
 ALIAS_NAME = "champion.json"
 ALIAS_FORMAT = "bugdet-champion-alias"
+VERSIONS_DIR = "versions"
 
 
 def has_alias(directory: Path) -> bool:
     return (Path(directory) / ALIAS_NAME).is_file()
+
+
+def is_unpromoted_registry_model(directory: Path) -> bool:
+    """A registry model directory with versions but no champion yet: nothing to serve, no error."""
+    return (Path(directory) / VERSIONS_DIR).is_dir() and not has_alias(directory)
 
 
 def read_alias(directory: Path) -> Path:

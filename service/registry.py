@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from service.model_package import ALIAS_NAME, PackageError, PackageManifest, has_alias, load_manifest, read_alias
+from service.model_package import (
+    ALIAS_NAME, PackageError, PackageManifest, has_alias, is_unpromoted_registry_model, load_manifest, read_alias,
+)
 from service.runtime import LoadedModel, load_model
 
 log = logging.getLogger("bugdet.service")
@@ -119,6 +121,8 @@ class ModelRegistry:
         else:
             directories = []
         for directory in directories:
+            if is_unpromoted_registry_model(directory):
+                continue
             aliased = has_alias(directory)
             try:
                 package = read_alias(directory) if aliased else directory

@@ -85,7 +85,7 @@ def run_nightly(cfg: NightlyConfig, progress: Progress | None = None, announce: 
             if state.done(name):
                 say(f"  {name}: done in an earlier attempt")
             elif state.done("check") and not state.outputs("check")["has_new_data"]:
-                state.record(name, "skipped", {"reason": "no new data"})
+                state.record(name, "skipped", reason="no new data since the last finished run")
             else:
                 say(f"  {name} ...")
                 try:

@@ -74,14 +74,16 @@ class RunState:
         return self.steps.get(step, {}).get("outputs", {})
 
     def record(self, step: str, status: str, outputs: dict[str, Any] | None = None, seconds: float = 0.0,
-               error: str = "") -> None:
+               error: str = "", reason: str = "") -> None:
+        """Save a step's status; ``seconds`` add up over attempts (a resumed step's total time)."""
         entry = self.steps.setdefault(step, {})
         entry.update(status=status, outputs=outputs or {}, seconds=round(seconds + entry.get("seconds", 0.0), 3),
                      finished_at=utc_now())
-        if error:
-            entry["error"] = error
-        else:
-            entry.pop("error", None)
+        for key, value in (("error", error), ("reason", reason)):
+            if value:
+                entry[key] = value
+            else:
+                entry.pop(key, None)
         self.save()
 
     def save(self) -> None:

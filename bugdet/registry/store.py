@@ -26,9 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bugdet.errors import InputError
-from service.model_package import ALIAS_FORMAT, ALIAS_NAME, PackageError, has_alias, load_manifest, read_alias
-
-VERSIONS_DIR = "versions"
+from service.model_package import ALIAS_FORMAT, ALIAS_NAME, VERSIONS_DIR, PackageError, has_alias, load_manifest, read_alias
 HISTORY_NAME = "history.jsonl"
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -161,7 +159,10 @@ class Registry:
                 raise InputError(f"registry: cannot promote {model} {version}: {exc}") from None
             if manifest.name != model:
                 raise InputError(f"registry: {package} holds model {manifest.name!r}, not {model!r}")
-            current = self.champion(model)
+            try:
+                current = self.champion(model)
+            except InputError:
+                current = None  # a damaged alias is repaired by the promotion, not an obstacle to it
             if current is not None and current.path == package:
                 return current
             promoted_at = _now()
