@@ -32,11 +32,12 @@ def frame_pixels(frame, pb, model: LoadedModel, max_frame_bytes: int, what: str)
         rgb = decode_encoded(frame.encoded, what)
     else:
         raw = frame.raw
-        if len(raw.data) > max_frame_bytes:
-            raise InvalidRequest(f"{what}: {len(raw.data)} raw bytes exceed the {max_frame_bytes}-byte frame limit")
+        data = raw.data  # each access copies the bytes out of the message: read them once
+        if len(data) > max_frame_bytes:
+            raise InvalidRequest(f"{what}: {len(data)} raw bytes exceed the {max_frame_bytes}-byte frame limit")
         if raw.format == pb.PIXEL_FORMAT_UNSPECIFIED:
             raise InvalidRequest(f"{what}: raw frame needs a pixel format (RGBA8, BGRA8 or RGB8)")
-        rgb = decode_raw(raw.data, raw.width, raw.height, raw.stride, pb.PixelFormat.Name(raw.format), what)
+        rgb = decode_raw(data, raw.width, raw.height, raw.stride, pb.PixelFormat.Name(raw.format), what)
     return fit_to_input(rgb, *model.input_hw)
 
 

@@ -4,8 +4,9 @@
     python tools/loadtest.py --models packages/                # spawns `python -m service` itself
     python tools/loadtest.py --target 127.0.0.1:50051 --concurrency 1,8,64 --formats raw,jpeg
 
-For each frame format (raw RGB8 at the model's input size, JPEG q90 at 2x that size, so the
-server decodes and resizes) and each concurrency level, N client threads send unary ``Detect``
+For each frame format (``raw``: RGB8 at the model's input size; ``rgba``: RGBA8 at 2x that size
+with rows padded to 256 bytes, as an engine's framebuffer readback arrives, so the server converts
+and resizes; ``jpeg``: JPEG q90 at 2x, so the server decodes and resizes) and each concurrency level, N client threads send unary ``Detect``
 calls of one frame for ``--seconds`` (and at most ``--max-requests``). Prints p50 / p95 / p99
 latency, throughput and errors per row. Only loopback targets are accepted: this tool must never
 load anything but a server on this machine.
@@ -47,6 +48,17 @@ def synthetic_frames(n: int, height: int, width: int, seed: int = 0) -> list[np.
             frame[by : by + height // 6, bx : bx + width // 6] = rng.integers(0, 255, 3)
         frames.append(frame)
     return frames
+
+
+def rgba_frame(rgb: np.ndarray, frame_id: str, alignment: int = 256):
+    """A raw RGBA8 frame with rows padded to ``alignment`` bytes (a GPU readback's layout)."""
+    from service.client import pb
+
+    h, w = rgb.shape[:2]
+    stride = (w * 4 + alignment - 1) // alignment * alignment
+    rows = np.zeros((h, stride), np.uint8)
+    rows[:, : w * 4] = np.dstack([rgb, np.full((h, w), 255, np.uint8)]).reshape(h, w * 4)
+    return pb.Frame(id=frame_id, raw=pb.RawImage(data=rows.tobytes(), width=w, height=h, stride=stride, format=pb.RGBA8))
 
 
 def run_level(client: DetectionClient, requests: list, concurrency: int, seconds: float, max_requests: int) -> dict:
@@ -91,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--target", help="host:port of a running service (loopback only)")
     where.add_argument("--models", type=Path, help="models directory: spawn a server on an ephemeral loopback port")
     parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client thread counts (1..64)")
-    parser.add_argument("--formats", default="raw,jpeg", help="raw and/or jpeg")
+    parser.add_argument("--formats", default="raw,rgba,jpeg", help="any of raw, rgba, jpeg")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each row")
     parser.add_argument("--max-requests", type=int, default=5000, help="cap on requests per row")
     parser.add_argument("--token", help="bearer token, if the server requires one")
@@ -111,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         for fmt in args.formats.split(","):
             if fmt == "raw":
                 requests = [raw_frame(f, str(i)) for i, f in enumerate(synthetic_frames(16, h, w))]
+            elif fmt == "rgba":
+                requests = [rgba_frame(f, str(i)) for i, f in enumerate(synthetic_frames(16, h * 2, w * 2))]
             elif fmt == "jpeg":
                 requests = [encoded_frame(f, str(i)) for i, f in enumerate(synthetic_frames(16, h * 2, w * 2))]
             else:

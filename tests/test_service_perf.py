@@ -1,0 +1,113 @@
+"""What the service's performance work relies on: the fast raw-frame decode gives exactly the
+pixels the slow one did, lone requests run inline while concurrent ones are batched, per-stage
+metrics account for every request, and ``bugdet bench service``'s measurement produces the
+issue's fields plus a breakdown that adds up (no timing asserts: numbers vary by machine)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from bugdet.export.bench_service import measure
+from service import protos
+from service.frames import decode_raw, fit_to_input
+
+from test_export import make_package, scene_frames
+from test_service import running
+
+pb, pb_grpc = protos.detection()
+
+
+@pytest.mark.parametrize("pixel_format", ["RGBA8", "BGRA8"])
+@pytest.mark.parametrize("stride_pad", [0, 64])
+def test_four_channel_decode_is_contiguous_and_exact(pixel_format: str, stride_pad: int) -> None:
+    rng = np.random.default_rng(3)
+    h, w = 37, 53
+    pixels = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+    stride = w * 4 + stride_pad
+    rows = np.zeros((h, stride), np.uint8)
+    rows[:, : w * 4] = pixels.reshape(h, w * 4)
+    data = rows.tobytes()[: stride * (h - 1) + w * 4]  # the last row unpadded, as some readbacks end
+    rgb = decode_raw(data, w, h, stride if stride_pad else 0, pixel_format)
+    expected = pixels[..., :3] if pixel_format == "RGBA8" else pixels[..., 2::-1]
+    assert rgb.flags.c_contiguous and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb, expected)
+    np.testing.assert_array_equal(fit_to_input(rgb, 24, 32), fit_to_input(np.ascontiguousarray(expected), 24, 32))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("perf") / "models"
+    make_package(root)
+    return root
+
+
+def _raw(rgb: np.ndarray, frame_id: str) -> pb.Frame:
+    h, w = rgb.shape[:2]
+    return pb.Frame(id=frame_id, raw=pb.RawImage(data=rgb.tobytes(), width=w, height=h, format=pb.RGB8))
+
+
+def test_lone_requests_run_inline_concurrent_ones_batch_and_stages_are_counted(models: Path) -> None:
+    frames, _ = scene_frames(6, seed=21)
+    with running(models, max_batch=8) as (server, address):
+        assert server.wait_until_serving(30)
+        stub = pb_grpc.DetectionStub(grpc.insecure_channel(address))
+        metrics = server.metrics
+        for i in range(5):
+            stub.Detect(pb.DetectRequest(frames=[_raw(frames[i], str(i))]), timeout=10)
+        assert metrics.inline_batches.value() == 5  # one at a time: no hand-off to the batch worker
+        assert metrics.stage_seconds.count(stage="queue") == 5 and metrics.stage_seconds.total(stage="queue") == 0.0
+        for stage in ("decode", "respond"):
+            assert metrics.stage_seconds.count(stage=stage) == 5 and metrics.stage_seconds.total(stage=stage) > 0
+
+        # A stream keeps the worker fed: its frames go through the queue, in batches.
+        requests = [pb.DetectStreamRequest(frame=_raw(frames[i % 6], f"s{i}")) for i in range(48)]
+        results = list(stub.DetectStream(iter(requests), timeout=30))
+        assert sorted(r.id for r in results) == sorted(f"s{i}" for i in range(48))
+        assert all(not r.HasField("error") for r in results)
+        assert metrics.stage_seconds.count(stage="decode") == 5 + 48
+        assert metrics.stage_seconds.count(stage="respond") == 5 + 48
+        assert metrics.stage_seconds.count(stage="queue") == 5 + 48  # every streamed frame went through the queue
+        assert metrics.inference_seconds.count() < 5 + 48  # some frames shared a batch
+
+        # Concurrent unary requests from many threads still all succeed, inline or batched.
+        errors: list[BaseException] = []
+
+        def call(k: int) -> None:
+            try:
+                stub.Detect(pb.DetectRequest(frames=[_raw(frames[k % 6], f"c{k}")]), timeout=30)
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=call, args=(k,)) for k in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        for stage in ("decode", "queue", "respond"):  # inline or batched, each request is counted once per stage
+            assert metrics.stage_seconds.count(stage=stage) == 5 + 48 + 16
+
+
+def test_bench_measure_reports_the_issue_fields_and_a_breakdown_that_adds_up(models: Path) -> None:
+    frames, _ = scene_frames(4, seed=22)
+    result = measure(next(models.iterdir()), frames, iterations=10, stream_frames=16, max_batch=4, rounds=1, block=5)
+    for key in ("inproc_p50_ms", "grpc_p50_ms", "grpc_p99_ms", "latency_ratio", "inproc_batched_fps", "stream_fps", "throughput_ratio"):
+        assert result[key] > 0, key
+    assert result["latency_ratio"] == pytest.approx(result["grpc_p50_ms"] / result["inproc_p50_ms"], rel=1e-2)
+    assert result["throughput_ratio"] == pytest.approx(result["stream_fps"] / result["inproc_batched_fps"], rel=1e-2)
+    assert result["frame"] == {"format": "RGBA8", "height": 96, "width": 128}
+    parts = result["latency_breakdown_ms"]
+    stages = ("client_grpc_and_transport", "server_decode", "server_queue", "server_infer", "server_respond", "server_handler_other")
+    assert sum(parts[k] for k in stages) == pytest.approx(parts["grpc_mean"], abs=1e-2)
+    assert parts["server_decode"] > 0 and parts["server_infer"] > 0 and parts["server_queue"] == 0.0  # lone calls run inline
+    assert set(result["inproc_stages_ms"]) == {"decode", "infer", "postprocess", "total_mean"}
+    stream = result["stream_breakdown"]
+    assert 0 < stream["worker_busy_fraction"] <= 1.0 and 1 <= stream["mean_batch"] <= 4
+    assert stream["server_cpu_ms_per_frame"] >= 0 and stream["inproc_cpu_ms_per_frame"] >= 0  # /proc ticks are 10 ms
+    assert result["grpc_floor_p50_ms"] > 0 and result["latency_ratio_floor"] > 1.0
+    assert result["model_input_only"]["latency_ratio"] > 0
