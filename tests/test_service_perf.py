@@ -109,5 +109,6 @@ def test_bench_measure_reports_the_issue_fields_and_a_breakdown_that_adds_up(mod
     stream = result["stream_breakdown"]
     assert 0 < stream["worker_busy_fraction"] <= 1.0 and 1 <= stream["mean_batch"] <= 4
     assert stream["server_cpu_ms_per_frame"] >= 0 and stream["inproc_cpu_ms_per_frame"] >= 0  # /proc ticks are 10 ms
+    assert stream["inproc_infer_ms_per_frame"] > 0 and stream["inproc_decode_ms_per_frame"] > 0
     assert result["grpc_floor_p50_ms"] > 0 and result["latency_ratio_floor"] > 1.0
     assert result["model_input_only"]["latency_ratio"] > 0

@@ -23,6 +23,12 @@ latency ratio any Python grpcio server could reach here (``latency_ratio_floor``
 narrower comparison (``model_input_only``) sends frames already at the model's input size and
 compares with bare ``session.run``: the previous definition of the benchmark, kept visible.
 
+``stream_breakdown`` splits the throughput gap: how busy the batch worker was (idle = starved by
+the pipeline), the server's inference time per frame next to in-process inference per frame
+(slower = the model competing with gRPC threads and the client for the cores), and CPU per frame
+of server, client and in-process loop. ``throughput_ratio_cpu_bound`` is the ratio the service gets
+when the cores are saturated (in-process CPU per frame over server + client CPU per frame).
+
 The model is the training stage's production architecture (``detect.model``, default
 ``compact_cnn``) with UNTRAINED random weights unless ``--package`` names an exported package:
 the cost of inference does not depend on the weights. Frames are playtest-world renders.
@@ -83,14 +89,15 @@ class InProcessDetector:
         self.manifest = manifest
         self.session = new_session(str(manifest.model_path), "auto")
         self.input_name = manifest.input.name
-        self.stages: dict[str, list[float]] = {"decode": [], "infer": [], "postprocess": []}
+        self.stages: dict[str, list[float]] = {"decode": [], "infer": [], "postprocess": []}  # batch-1 latency calls
+        self.batched_stages: dict[str, list[float]] = {"decode": [], "infer": [], "postprocess": []}  # throughput rounds
 
     def prepare(self, rgba: bytes, width: int, height: int) -> np.ndarray:
         from service.frames import decode_raw, fit_to_input
 
         return fit_to_input(decode_raw(rgba, width, height, 0, "RGBA8"), self.manifest.input.height, self.manifest.input.width)
 
-    def detect(self, frames: list[tuple[bytes, int, int]], record: bool = False) -> list[tuple[list[bool], Any]]:
+    def detect(self, frames: list[tuple[bytes, int, int]], record: dict[str, list[float]] | None = None) -> list[tuple[list[bool], Any]]:
         from service.requests import verdicts
 
         t0 = time.perf_counter()
@@ -100,9 +107,9 @@ class InProcessDetector:
         scores, heatmaps = self.session.run(None, {self.input_name: batch})
         t2 = time.perf_counter()
         out = [verdicts(self.manifest, scores[i], heatmaps[i]) for i in range(len(frames))]
-        if record:
+        if record is not None:
             for name, value in (("decode", t1 - t0), ("infer", t2 - t1), ("postprocess", time.perf_counter() - t2)):
-                self.stages[name].append(value)
+                record[name].append(value)
         return out
 
 
@@ -195,7 +202,7 @@ def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_fra
 
         engine_blocks: list[tuple[dict, dict]] = []
         sides = {
-            "inproc": lambda i: local.detect([engine[i % n]], record=True),
+            "inproc": lambda i: local.detect([engine[i % n]], record=local.stages),
             "grpc": lambda i: client.detect([requests[i % n]]),
             "inproc_model": lambda i: local.session.run(None, {manifest.input.name: model_size[i % n][None]}),
             "grpc_model": lambda i: client.detect([model_size_requests[i % n]]),
@@ -211,7 +218,7 @@ def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_fra
         for _ in range(rounds):
             done, cpu0, started = 0, _cpu_seconds(), time.perf_counter()
             while done < stream_frames:
-                local.detect(batches[(done // max_batch) % len(batches)])
+                local.detect(batches[(done // max_batch) % len(batches)], record=local.batched_stages)
                 done += max_batch
             inproc_fps.append(done / (time.perf_counter() - started))
             inproc_cpu.append((_cpu_seconds() - cpu0) / done)
@@ -227,7 +234,7 @@ def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_fra
         info = client.info()
         client.close()
 
-    return _report(latency, engine_blocks, local.stages, inproc_fps, stream_fps, inproc_cpu, stream_rounds, stream_frames, {
+    return _report(latency, engine_blocks, local.stages, local.batched_stages, inproc_fps, stream_fps, inproc_cpu, stream_rounds, stream_frames, {
         "iterations": iterations, "block": block, "stream_frames": stream_frames, "max_batch": max_batch,
         "frame": {"format": "RGBA8", "height": height, "width": width},
         "input_size": [manifest.input.height, manifest.input.width],
@@ -237,6 +244,7 @@ def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_fra
 
 
 def _report(latency: dict[str, list[float]], engine_blocks: list[tuple[dict, dict]], inproc_stages: dict[str, list[float]],
+            batched_stages: dict[str, list[float]],
             inproc_fps: list[float], stream_fps: list[float], inproc_cpu: list[float], stream_rounds: list[tuple],
             stream_frames: int, context: dict[str, Any]) -> dict[str, Any]:
     inproc_p50, grpc_p50 = statistics.median(latency["inproc"]), statistics.median(latency["grpc"])
@@ -274,6 +282,13 @@ def _report(latency: dict[str, list[float]], engine_blocks: list[tuple[dict, dic
         })
     stream_breakdown = {key: statistics.median([r[key] for r in per_round if r[key] is not None]) for key in per_round[0]}
     stream_breakdown["inproc_cpu_ms_per_frame"] = _ms(statistics.median(inproc_cpu))
+    # When every core is busy (a loaded machine, or a server at capacity) frames/s = cores / CPU per
+    # frame, and the client shares the cores here: this is the throughput ratio at saturation.
+    service_cpu = stream_breakdown["server_cpu_ms_per_frame"] + stream_breakdown["client_cpu_ms_per_frame"]
+    stream_breakdown["throughput_ratio_cpu_bound"] = round(stream_breakdown["inproc_cpu_ms_per_frame"] / service_cpu, 4) if service_cpu else None
+    frames_timed = len(batched_stages["infer"]) * int(context["max_batch"])
+    for name in ("decode", "infer", "postprocess"):  # in-process time per frame in the throughput rounds
+        stream_breakdown[f"inproc_{name}_ms_per_frame"] = _ms(sum(batched_stages[name]) / frames_timed)
     stream_breakdown["inproc_ms_per_frame_wall"] = round(1000 / inproc_rate, 4)
     stream_breakdown["stream_ms_per_frame_wall"] = round(1000 / stream_rate, 4)
 
