@@ -16,7 +16,7 @@ OVERRIDES = [
     "filter.cluster.k=4",
     "filter.cluster.dedupe_similarity=null",
     "segment.backend=opencv",
-    "segment.max_masks_per_frame=10",
+    "segment.max_masks_per_frame=6",
     "segment.engine.enabled=false",
 ]
 #: The test detector (trained on OpenCV scenes, not on the playtest world) at an operating point that
@@ -25,7 +25,28 @@ OVERRIDES = [
 FLAG_THRESHOLDS = {"missing_texture": 0.0, "black_hole": 1.0}
 
 
-def build_review_project(root: Path, frames: int = 4, playtest_frames: int = 5) -> Project:
+_BUILT: dict[str, tuple[Path, object]] = {}
+
+
+def shared_review_project(tmp_path_factory, name: str) -> tuple[Project, object]:
+    """A private copy of the review project (built once per test process) and its playtest run.
+
+    Building costs seconds (CLIP model, detector training), so the API and browser test modules
+    share one build; each gets its own copy because both record decisions in it.
+    """
+    import shutil
+
+    if "project" not in _BUILT:
+        base = tmp_path_factory.mktemp("review-build")
+        project, run = build_review_project(base)
+        _BUILT["project"] = (project.root, run)
+    root, run = _BUILT["project"]
+    copy = tmp_path_factory.mktemp(name) / "project"
+    shutil.copytree(root, copy)
+    return Project.open(copy), run
+
+
+def build_review_project(root: Path, frames: int = 3, playtest_frames: int = 5) -> tuple[Project, object]:
     from bugdet.cluster.pipeline import run_clustering
     from bugdet.embed.pipeline import build_embedder, embed_masks
     from bugdet.ingest.ingester import ingest
@@ -41,8 +62,9 @@ def build_review_project(root: Path, frames: int = 4, playtest_frames: int = 5) 
     segment_project(project)
     embed_masks(project, build_embedder(project))
     run_clustering(project)
-    import_playtest_flags(project, detector_playtest(root / "models", playtest_frames))
-    return project
+    run = detector_playtest(root / "models", playtest_frames)
+    import_playtest_flags(project, run)
+    return project, run
 
 
 def detector_playtest(models_dir: Path, frames: int):

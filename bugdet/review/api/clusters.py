@@ -23,8 +23,9 @@ ACTIONS = ("keep", "reject")
 
 
 def _run(conn, args: Args) -> ClusterRun:
+    run_id = args.optional_int("run")
     try:
-        return get_run(conn, args.optional_int("run"))
+        return get_run(conn, run_id)
     except InputError as exc:
         raise NotFound(str(exc)) from None
 
