@@ -1,6 +1,6 @@
-"""A small real review project, built once per test module: a recorded park playtest, segmented,
-embedded with an unpretrained ViT-S-32 and clustered, plus the flags a real detector raised while
-a second playtest streamed through the detection service."""
+"""A small real review project, built once per test process: a recorded park playtest, segmented,
+embedded with an unpretrained ViT-S-32 and clustered, plus the flags an exported detector package
+raised while a second playtest streamed through the gRPC detection service."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ OVERRIDES = [
     "segment.max_masks_per_frame=6",
     "segment.engine.enabled=false",
 ]
-#: The test detector (trained on OpenCV scenes, not on the playtest world) at an operating point that
+#: The test detector (random weights, not trained on the playtest world) at an operating point that
 #: flags every frame for missing_texture and never for black_hole: a short playtest then yields one
 #: flag per frame, with the detector's real scores and localisation boxes.
 FLAG_THRESHOLDS = {"missing_texture": 0.0, "black_hole": 1.0}
@@ -68,14 +68,20 @@ def build_review_project(root: Path, frames: int = 3, playtest_frames: int = 5) 
 
 
 def detector_playtest(models_dir: Path, frames: int):
-    """A real playtest: the playtest world streams frames to the gRPC service running a small trained detector."""
+    """A real playtest: the playtest world streams frames to the gRPC service serving an exported
+    detector package (the training stage's architecture, random weights: training it on OpenCV
+    scenes would cost seconds and change nothing the review tests look at)."""
     from bugdet.export.harness import run_playtest
     from bugdet.export.package import export_package
-    from test_export import scene_frames, trained_detector
+    import torch
+
+    from test_export import scene_frames, small_detector
     from test_service import running
 
+    torch.manual_seed(0)
+    detector = small_detector().eval()  # untrained: the operating point below decides the flags anyway
     calibration, _ = scene_frames(6, seed=99)
-    export_package(trained_detector(), calibration, models_dir, name="detector", version="1",
+    export_package(detector, calibration, models_dir, name="detector", version="1",
                    thresholds=FLAG_THRESHOLDS, exporter="torchscript")
     with running(models_dir) as (_, address):
         return run_playtest(address, scene="park", seed=5, frames=frames, width=160, height=120,

@@ -176,6 +176,10 @@ def test_geometry_prompt_preview_is_cached_and_saves_weapon_and_source_masks(cli
     layer = cv2.imdecode(np.frombuffer(__import__("base64").b64decode(first["overlay"].split(",")[1]), np.uint8),
                          cv2.IMREAD_UNCHANGED)
     assert layer.shape[2] == 4 and int((layer[..., 3] > 0).sum()) == first["area"]
+    other = client.get("/api/frames").json()["frames"][1]["frame_id"]
+    prepared = client.post(f"/api/frames/{other}/prepare").json()  # the page asks when a frame is opened
+    assert prepared["cached"] is False and client.post(f"/api/frames/{other}/prepare").json()["cached"] is True
+    assert client.post(f"/api/frames/{other}/predict", json=prompt).json()["frame_cached"] is True
 
     box = {"box": [60, 70, 130, 119]}
     preview = client.post(f"/api/frames/{frame_id}/predict", json=box).json()

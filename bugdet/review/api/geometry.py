@@ -92,6 +92,15 @@ def frame_masks(state: ReviewState, args: Args) -> dict:
                                             for m in masks]}
 
 
+def prepare(state: ReviewState, args: Args) -> dict:
+    """Do the frame's per-frame work now (the page asks when a frame is opened), so the first click is quick."""
+    frame_id = args.int("frame_id")
+    started = time.perf_counter()
+    _, cached = state.predictor(frame_id)
+    return {"frame_id": frame_id, "backend": state.segment_backend(), "cached": cached,
+            "seconds": round(time.perf_counter() - started, 4)}
+
+
 def predict(state: ReviewState, args: Args) -> dict:
     """A preview of the mask the prompt selects: a transparent PNG layer plus score and size."""
     frame_id = args.int("frame_id")
@@ -124,6 +133,7 @@ routes = [
     Route("/api/frames", endpoint(list_frames)),
     Route("/api/frames/{frame_id:int}/image.png", endpoint(frame_image)),
     Route("/api/frames/{frame_id:int}/masks", endpoint(frame_masks)),
+    Route("/api/frames/{frame_id:int}/prepare", endpoint(prepare), methods=["POST"]),
     Route("/api/frames/{frame_id:int}/predict", endpoint(predict), methods=["POST"]),
     Route("/api/frames/{frame_id:int}/save", endpoint(save), methods=["POST"]),
 ]

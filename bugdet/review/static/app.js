@@ -265,6 +265,8 @@ async function showFrame(index) {
   $("#frame-select").value = state.frameIndex;
   clearPrompt();
   const frame = state.frames[state.frameIndex];
+  // Let the server do this frame's segmentation groundwork while the picture loads.
+  api(`/api/frames/${frame.frame_id}/prepare`, {}).catch((e) => { $("#draw-info").textContent = e.message; });
   const img = new Image();
   img.src = `/api/frames/${frame.frame_id}/image.png`;
   await img.decode();
