@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service import protos
+from service.allocator import keep_frame_buffers_mapped
 from service.auth import BearerTokenInterceptor
 from service.batcher import DynamicBatcher
 from service.config import ServerConfig
@@ -140,6 +141,7 @@ class DetectionServer:
 def run_forever(config: ServerConfig, announce: Callable[[str], None] = print) -> None:
     """Start, print where it listens, serve until SIGINT/SIGTERM, then drain."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    keep_frame_buffers_mapped()  # this process only serves: no page faults per frame
     if not config.models_dir.is_dir():
         raise FileNotFoundError(f"{config.models_dir}: no such models directory")
     server = DetectionServer(config)

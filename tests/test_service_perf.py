@@ -112,3 +112,18 @@ def test_bench_measure_reports_the_issue_fields_and_a_breakdown_that_adds_up(mod
     assert stream["inproc_infer_ms_per_frame"] > 0 and stream["inproc_decode_ms_per_frame"] > 0
     assert result["grpc_floor_p50_ms"] > 0 and result["latency_ratio_floor"] > 1.0
     assert result["model_input_only"]["latency_ratio"] > 0
+
+
+def test_allocator_tuning_applies_on_glibc_and_the_server_still_serves(models: Path) -> None:
+    import platform
+
+    from service.allocator import keep_frame_buffers_mapped
+
+    # Where glibc is the C library the thresholds must take; elsewhere the call is a no-op (False).
+    assert keep_frame_buffers_mapped() == (platform.libc_ver()[0] == "glibc")
+    frames, _ = scene_frames(2, seed=23)
+    with running(models) as (server, address):
+        assert server.wait_until_serving(30)
+        stub = pb_grpc.DetectionStub(grpc.insecure_channel(address))
+        response = stub.Detect(pb.DetectRequest(frames=[_raw(frames[0], "a"), _raw(frames[1], "b")]), timeout=10)
+        assert [r.id for r in response.results] == ["a", "b"]

@@ -1,0 +1,35 @@
+"""Keep glibc malloc from handing frame-sized buffers back to the kernel after every frame.
+
+Every streamed frame allocates a few buffers of a frame's size (the message bytes, the decoded
+pixels, the resized input) and frees them a moment later. With glibc's defaults, freeing them
+shrinks the heap (``M_TRIM_THRESHOLD``) or unmaps them (``M_MMAP_THRESHOLD``), so the next frame
+page-faults the same memory back in: measured ~35 page faults per 320x240 RGBA frame in a
+``DetectStream`` and ~0.1 ms of server CPU per frame, against ~3 with the thresholds raised.
+A dedicated inference process can afford to keep that memory mapped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+
+
+def keep_frame_buffers_mapped(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
+    """Raise glibc's mmap and trim thresholds for this process; False where that is not glibc.
+
+    ``mmap_threshold``: allocations below it come from the heap (32 MiB is glibc's ceiling);
+    ``trim_threshold``: free memory kept at the top of a heap before it is returned to the kernel.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others have no mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(M_TRIM_THRESHOLD, trim_threshold))
