@@ -146,7 +146,7 @@ def first_night(tmp_path_factory, captures) -> FirstNight:
         assert review_confirms_flags(cfg) > 0
         result = run_nightly(cfg)
         seconds = time.perf_counter() - started
-        assert server.wait_until_serving(30), "the service never picked up the published champion"
+        assert server.wait_until_serving(120), "the service never picked up the published champion"
         served = server.registry.get("detector").version
     finally:
         server.stop(grace=0.5)
@@ -301,3 +301,28 @@ def test_a_run_killed_mid_training_resumes_from_its_checkpoint(first_night: Firs
     assert [h["epoch"] for h in train["history"]] == [0, 1, 2, 3, 4]  # continued, not restarted
     assert result.state.status == "finished" and result.outcome in ("promoted", "not-promoted")
     assert all(result.state.steps[name].get("status") == "done" for name, _ in STEPS)
+
+
+def test_a_new_or_undone_review_verdict_counts_as_new_data(first_night: FirstNight, tmp_path: Path) -> None:
+    """Confirmed flags alone (no new captures) are worth a retrain, and so is undoing one."""
+    from bugdet.nightly.steps import StepContext, step_check
+
+    cfg = copy_site(first_night.site, tmp_path / "site")
+    project = Project.open(cfg.project_dir)
+    ctx = StepContext(cfg, project, Registry(cfg.registry_dir), first_night.result.state, progress=None)
+    assert step_check(ctx)["has_new_data"] is False
+    conn = project.connect()
+    frame_id = next(iter_frames(conn, split="train")).id
+    record_labels(conn, [(frame_id, "fppc", 1)], who="tester", source="review")
+    check = step_check(ctx)
+    assert check["has_new_data"] and check["new"]["frame_labels"] == 1
+    # The review app's undo deletes the label row it wrote: back exactly where the last run was.
+    conn.execute("DELETE FROM frame_labels WHERE id = (SELECT MAX(id) FROM frame_labels)")
+    conn.commit()
+    assert step_check(ctx)["has_new_data"] is False
+    # Undo one verdict and give another: the new row may reuse the id and the count is unchanged.
+    conn.execute("DELETE FROM frame_labels WHERE id = (SELECT MAX(id) FROM frame_labels)")
+    conn.commit()
+    record_labels(conn, [(frame_id, "good", 1)], who="tester", source="review")
+    check = step_check(ctx)
+    assert check["new"]["frame_labels"] == 0 and check["has_new_data"]

@@ -73,3 +73,18 @@ def test_nightly_file_resolves_paths_and_rejects_typos(tmp_path: Path) -> None:
     # The example written by `bugdet nightly init` is itself a valid nightly file.
     path.write_text(example_config_text())
     assert isinstance(load_nightly_config(path), NightlyConfig)
+
+
+def test_nightly_init_writes_the_example_and_config_is_required(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bugdet.cli import app
+
+    runner = CliRunner()
+    target = tmp_path / "nightly.yaml"
+    assert runner.invoke(app, ["nightly", "init", str(target)]).exit_code == 0
+    assert "promotion:" in target.read_text() and load_nightly_config(target).model_name == "detector"
+    again = runner.invoke(app, ["nightly", "init", str(target)])
+    assert again.exit_code != 0 and "already exists" in str(again.exception)
+    missing = runner.invoke(app, ["nightly"])
+    assert missing.exit_code != 0 and "--config" in str(missing.exception)

@@ -61,8 +61,10 @@ def expand_captures(paths: list[Path]) -> list[Path]:
     return out
 
 
-def watermarks(project: Project) -> dict[str, int]:
+def watermarks(project: Project) -> dict[str, Any]:
     """Where each input the model depends on stands: frames, labels, a tester's keep/reject decisions."""
+    import hashlib
+
     from bugdet.refine.decisions import ensure_decisions_schema
     from bugdet.store.labels import ensure_labels_schema
 
@@ -70,14 +72,22 @@ def watermarks(project: Project) -> dict[str, int]:
     try:
         ensure_labels_schema(conn)
         ensure_decisions_schema(conn)
+
         def one(sql: str) -> int:
             return int(conn.execute(sql).fetchone()[0])
 
+        # Labels get a digest as well as counts: undoing a review verdict deletes its label row, and
+        # SQLite may hand the next verdict the same id, so neither the newest id nor the count
+        # alone is proof that nothing changed.
+        digest = hashlib.sha256()
+        for row in conn.execute("SELECT id, frame_id, bug_type, label, created_at FROM frame_labels ORDER BY id"):
+            digest.update(repr(tuple(row)).encode())
         # Decisions derived by replaying a rule (rule_id set) are the job's own output, not new input.
         return {"frames": one("SELECT COALESCE(MAX(id), 0) FROM frames"),
-                "frame_labels": one("SELECT COALESCE(MAX(id), 0) FROM frame_labels"),
-                "decisions": one("SELECT COALESCE(MAX(id), 0) FROM decisions WHERE rule_id IS NULL"),
-                "revoked_decisions": one("SELECT COUNT(*) FROM decisions WHERE rule_id IS NULL AND revoked_at IS NOT NULL")}
+                "frame_labels": one("SELECT COUNT(*) FROM frame_labels"),
+                "decisions": one("SELECT COUNT(*) FROM decisions WHERE rule_id IS NULL"),
+                "revoked_decisions": one("SELECT COUNT(*) FROM decisions WHERE rule_id IS NULL AND revoked_at IS NOT NULL"),
+                "labels_digest": digest.hexdigest()}
     finally:
         conn.close()
 
@@ -100,8 +110,8 @@ def step_check(ctx: StepContext) -> dict[str, Any]:
     flags from the review app) or keep/reject decisions all make a challenger worth training."""
     now = watermarks(ctx.project)
     last = read_json(ctx.state_dir / "watermarks.json", {}) or {}
-    new = {k: now[k] - int(last.get(k, 0)) for k in now}
-    has_new = any(v > 0 for v in new.values())
+    new = {k: v - int(last.get(k, 0)) for k, v in now.items() if isinstance(v, int)}
+    has_new = any(now[k] != last.get(k) for k in now)
     return {"watermarks": now, "previous": last, "new": new, "has_new_data": has_new}
 
 
