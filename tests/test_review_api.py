@@ -354,3 +354,14 @@ def test_cli_warns_about_public_host_without_token_and_reports_a_busy_port(proje
     err = capsys.readouterr().err
     assert exit_info.value.code != 0
     assert "without --token" in err and f"cannot listen on 0.0.0.0:{port}" in err
+
+
+def test_cross_site_form_posts_and_foreign_host_names_are_refused(project):
+    with TestClient(create_app(project)) as client:
+        form = client.post("/api/masks/decision", content=b'{"mask_ids": [1], "action": "reject", "who": "x"}',
+                           headers={"content-type": "text/plain"})
+        assert form.status_code == 400 and "Content-Type: application/json" in form.json()["error"]
+    with TestClient(create_app(project, allowed_hosts=["127.0.0.1", "localhost"]), base_url="http://evil.example") as client:
+        assert client.get("/api/info").status_code == 400
+    with TestClient(create_app(project, allowed_hosts=["127.0.0.1", "localhost"]), base_url="http://localhost") as client:
+        assert client.get("/api/info").status_code == 200

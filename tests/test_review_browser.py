@@ -76,6 +76,14 @@ def project(tmp_path_factory):
     return shared_review_project(tmp_path_factory, "review-browser")[0]
 
 
+@pytest.fixture(scope="module")
+def server(project, tmp_path_factory):
+    """One server process for the module; the SIGKILL test (last) kills it, saving a second start."""
+    running = Server(project.root, tmp_path_factory.mktemp("server") / "server.log", token=TOKEN)
+    yield running
+    running.stop()
+
+
 @pytest.fixture()
 def browser_page(tmp_path):
     with sync_playwright() as p:
@@ -105,93 +113,89 @@ def open_view(page: Page, view: str) -> None:
     page.wait_for_selector(f"#view-{view}:not(.hidden)")
 
 
-def test_tester_scenario_in_a_real_browser(project, browser_page, tmp_path):
+def test_tester_scenario_in_a_real_browser(project, server, browser_page, tmp_path):
     page, errors = browser_page
-    server = Server(project.root, tmp_path / "server.log", token=TOKEN)
     shots = tmp_path / "screenshots"
-    try:
-        page.goto(f"{server.url}/?token={TOKEN}")  # the link `bugdet review` prints; the cookie takes over
-        page.wait_for_selector("body[data-ready='1']")
-        assert "token" not in page.url
-        assert "UNPRETRAINED" in page.inner_text("#model-banner")
-        page.fill("#who", "ana")
+    page.goto(f"{server.url}/?token={TOKEN}")  # the link `bugdet review` prints; the cookie takes over
+    page.wait_for_selector("body[data-ready='1']")
+    assert "token" not in page.url
+    assert "UNPRETRAINED" in page.inner_text("#model-banner")
+    page.fill("#who", "ana")
 
-        # Cluster gallery: reject a whole cluster in one click, open another and page through it.
-        page.wait_for_selector(".card.cluster")
-        page.click(".card.cluster[data-cluster='0'] button.reject")
-        page.wait_for_selector(".card.cluster[data-cluster='0'] .badge.reject")
-        page.click(".card.cluster[data-cluster='1'] button.secondary")
-        page.wait_for_selector("#cluster-masks .tile")
-        snap(page, shots, "1-clusters")
+    # Cluster gallery: reject a whole cluster in one click, open another to see its masks.
+    page.wait_for_selector(".card.cluster")
+    page.click(".card.cluster[data-cluster='0'] button.reject")
+    page.wait_for_selector(".card.cluster[data-cluster='0'] .badge.reject")
+    page.click(".card.cluster[data-cluster='1'] button.secondary")
+    page.wait_for_selector("#cluster-masks .tile")
+    snap(page, shots, "1-clusters")
 
-        # Embedding map: click a dot, see its mask.
-        open_view(page, "map")
-        page.wait_for_function("state.map !== null && state.map.points.length > 0")
-        point = page.evaluate("(() => { const p = state.map.points[0]; const [x, y] = mapXY(p); "
-                              "const c = document.querySelector('#map-canvas').getBoundingClientRect(); "
-                              "return [c.left + x * c.width / 720, c.top + y * c.height / 540, p.mask_id]; })()")
-        page.mouse.click(point[0], point[1])
-        page.wait_for_selector("#map-side img.overlay")
-        assert f"Mask {point[2]}" in page.inner_text("#map-side")
-        snap(page, shots, "2-map")
+    # Embedding map: click a dot, see its mask.
+    open_view(page, "map")
+    page.wait_for_function("state.map !== null && state.map.points.length > 0")
+    point = page.evaluate("(() => { const p = state.map.points[0]; const [x, y] = mapXY(p); "
+                          "const c = document.querySelector('#map-canvas').getBoundingClientRect(); "
+                          "return [c.left + x * c.width / 720, c.top + y * c.height / 540, p.mask_id]; })()")
+    page.mouse.click(point[0], point[1])
+    page.wait_for_selector("#map-side img.overlay")
+    assert f"Mask {point[2]}" in page.inner_text("#map-side")
+    snap(page, shots, "2-map")
 
-        # Text prompt: search, keep only the top three results selected, reject them.
-        open_view(page, "text")
-        page.fill("#text-prompt", "tree")
-        page.click("#text-search")
-        page.wait_for_selector("#text-results .tile")
-        page.click("#text-select-none")
-        boxes = page.locator("#text-results input[type=checkbox]")
-        top3 = [int(boxes.nth(i).get_attribute("data-mask")) for i in range(3)]
-        for i in range(3):
-            boxes.nth(i).check()
-        assert page.inner_text("#text-reject") == "Reject selected (3)"
-        page.click("#text-reject")
-        page.wait_for_function("document.querySelector('#message').innerText.includes('Rejected 3 masks')")
-        page.wait_for_function("document.querySelectorAll('#text-results .badge.reject').length >= 3")
-        snap(page, shots, "3-text-prompt")
+    # Text prompt: search, keep only the top three results selected, reject them.
+    open_view(page, "text")
+    page.fill("#text-prompt", "tree")
+    page.click("#text-search")
+    page.wait_for_selector("#text-results .tile")
+    page.click("#text-select-none")
+    boxes = page.locator("#text-results input[type=checkbox]")
+    top3 = [int(boxes.nth(i).get_attribute("data-mask")) for i in range(3)]
+    for i in range(3):
+        boxes.nth(i).check()
+    assert page.inner_text("#text-reject") == "Reject selected (3)"
+    page.click("#text-reject")
+    page.wait_for_function("document.querySelector('#message').innerText.includes('Rejected 3 masks')")
+    page.wait_for_function("document.querySelectorAll('#text-results .badge.reject').length >= 3")
+    snap(page, shots, "3-text-prompt")
 
-        # Geometry prompt: drag a box around the weapon, preview, save it as the weapon mask.
-        open_view(page, "draw")
-        page.wait_for_function("state.frames.length > 0 && state.frameImage !== undefined")
-        page.check("input[name=draw-mode][value=box]")
-        canvas = page.locator("#draw-canvas").bounding_box()
-        frame_id = int(page.evaluate("state.frames[state.frameIndex].frame_id"))
-        page.mouse.move(canvas["x"] + canvas["width"] * 0.40, canvas["y"] + canvas["height"] * 0.55)
-        page.mouse.down()
-        page.mouse.move(canvas["x"] + canvas["width"] * 0.80, canvas["y"] + canvas["height"] * 0.98, steps=5)
-        page.mouse.up()
-        page.wait_for_selector("#draw-save-weapon:not([disabled])")
-        assert "Mask preview" in page.inner_text("#draw-info")
-        snap(page, shots, "4-draw-preview")
-        page.click("#draw-save-weapon")
-        page.wait_for_function("document.querySelector('#draw-saved').innerText.includes('weapon mask')")
+    # Geometry prompt: drag a box around the weapon, preview, save it as the weapon mask.
+    open_view(page, "draw")
+    page.wait_for_function("state.frames.length > 0 && state.frameImage !== undefined")
+    page.check("input[name=draw-mode][value=box]")
+    canvas = page.locator("#draw-canvas").bounding_box()
+    frame_id = int(page.evaluate("state.frames[state.frameIndex].frame_id"))
+    page.mouse.move(canvas["x"] + canvas["width"] * 0.40, canvas["y"] + canvas["height"] * 0.55)
+    page.mouse.down()
+    page.mouse.move(canvas["x"] + canvas["width"] * 0.80, canvas["y"] + canvas["height"] * 0.98, steps=5)
+    page.mouse.up()
+    page.wait_for_selector("#draw-save-weapon:not([disabled])")
+    assert "Mask preview" in page.inner_text("#draw-info")
+    snap(page, shots, "4-draw-preview")
+    page.click("#draw-save-weapon")
+    page.wait_for_function("document.querySelector('#draw-saved').innerText.includes('weapon mask')")
 
-        # Flag review: confirm the first flag.
-        open_view(page, "flags")
-        page.wait_for_selector(".card.flag")
-        flag_id = int(page.locator(".card.flag").first.get_attribute("data-flag"))
-        assert page.locator(".card.flag .flag-box").count() >= 1  # the localisation overlay
-        snap(page, shots, "5-flags")
-        page.locator(".card.flag").first.locator("button.reject").click()
-        page.wait_for_function(f"!document.querySelector(\".card.flag[data-flag='{flag_id}']\")")
+    # Flag review: confirm the first flag.
+    open_view(page, "flags")
+    page.wait_for_selector(".card.flag")
+    flag_id = int(page.locator(".card.flag").first.get_attribute("data-flag"))
+    assert page.locator(".card.flag .flag-box").count() >= 1  # the localisation overlay
+    snap(page, shots, "5-flags")
+    page.locator(".card.flag").first.locator("button.reject").click()
+    page.wait_for_function(f"!document.querySelector(\".card.flag[data-flag='{flag_id}']\")")
 
-        # Reload: every decision is still there, shown by the page.
-        page.reload()
-        page.wait_for_selector("body[data-ready='1']")
-        open_view(page, "clusters")
-        page.wait_for_selector(".card.cluster[data-cluster='0'] .badge.reject")
-        open_view(page, "flags")
-        page.wait_for_function("document.querySelector(\"button[data-status='confirmed']\").innerText.includes('(1)')")
-        open_view(page, "history")
-        page.wait_for_selector("#history-table tbody tr")
-        history = page.inner_text("#history-table")
-        for expected in ("whole cluster 0", "reject 3 selected masks", "saved weapon mask", "confirm detector flag"):
-            assert expected in history
-        snap(page, shots, "6-history")
-        assert not errors, errors
-    finally:
-        server.stop()
+    # Reload: every decision is still there, shown by the page.
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']")
+    open_view(page, "clusters")
+    page.wait_for_selector(".card.cluster[data-cluster='0'] .badge.reject")
+    open_view(page, "flags")
+    page.wait_for_function("document.querySelector(\"button[data-status='confirmed']\").innerText.includes('(1)')")
+    open_view(page, "history")
+    page.wait_for_selector("#history-table tbody tr")
+    history = page.inner_text("#history-table")
+    for expected in ("whole cluster 0", "reject 3 selected masks", "saved weapon mask", "confirm detector flag"):
+        assert expected in history
+    snap(page, shots, "6-history")
+    assert not errors, errors
 
     status = mask_status(project)
     conn = project.connect()
@@ -208,8 +212,7 @@ def test_tester_scenario_in_a_real_browser(project, browser_page, tmp_path):
         assert (shots / f"{name}.png").stat().st_size > 10_000
 
 
-def test_sigkill_during_a_burst_loses_no_acknowledged_decision(project, tmp_path):
-    server = Server(project.root, tmp_path / "server.log")
+def test_sigkill_during_a_burst_loses_no_acknowledged_decision(project, server):
     conn = project.connect()
     try:
         mask_ids = [r[0] for r in conn.execute("SELECT id FROM masks ORDER BY id")]
@@ -221,7 +224,7 @@ def test_sigkill_during_a_burst_loses_no_acknowledged_decision(project, tmp_path
 
     def burst(worker: int) -> None:
         who = f"burst-{worker}"
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=30, headers=server.headers) as client:
             i = 0
             while not stop.is_set():
                 mask_id = mask_ids[i % len(mask_ids)]

@@ -55,7 +55,7 @@ def serve(
         console.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who can reach this machine "
                       "can read the project and record decisions")
     _check_port(host, port)
-    app = create_app(project, token)
+    app = create_app(project, token, allowed_hosts=sorted(LOCAL_HOSTS | {"[::1]"}) if host in LOCAL_HOSTS else None)
     app.state.review.warm_up()
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")

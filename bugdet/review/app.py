@@ -15,6 +15,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
@@ -49,7 +50,9 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": f"internal error ({type(exc).__name__}); see the server log"}, status_code=500)
 
 
-def create_app(project: Project, token: str | None = None) -> Starlette:
+def create_app(project: Project, token: str | None = None, allowed_hosts: list[str] | None = None) -> Starlette:
+    """The app for ``project``; ``allowed_hosts`` (the CLI passes the localhost names when bound to
+    localhost) refuses requests addressed to any other host name, which stops DNS-rebinding pages."""
     state = ReviewState(project, token)
     routes = [
         Route("/", index),
@@ -58,7 +61,8 @@ def create_app(project: Project, token: str | None = None) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(TokenMiddleware, token=state.token)],
+        middleware=[*([Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []),
+                    Middleware(TokenMiddleware, token=state.token)],
         exception_handlers={BugdetError: _bugdet_error, HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.review = state

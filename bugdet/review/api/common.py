@@ -99,6 +99,10 @@ async def read_args(request: Request) -> Args:
         if len(raw) > MAX_BODY:
             raise InputError(f"request body over {MAX_BODY} bytes")
         if raw.strip():
+            if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+                # A JSON content type makes browsers ask before sending cross-site, so another web
+                # page open in the tester's browser cannot post decisions to this server.
+                raise InputError("send the request body as JSON (Content-Type: application/json)")
             try:
                 body = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:

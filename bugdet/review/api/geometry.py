@@ -21,7 +21,7 @@ from bugdet.refine.rules import decide_masks
 from bugdet.review.api.common import Args, endpoint, png_response
 from bugdet.review.history import SOURCE_MASK_NOTE
 from bugdet.review.images import data_uri, mask_rgba, png_bytes
-from bugdet.review.state import NotFound, ReviewState
+from bugdet.review.state import ReviewState
 from bugdet.segment.masks import mask_bbox
 from bugdet.segment.prompts import make_prompt
 from bugdet.segment.store import PROMPT_BACKEND, save_prompt_mask

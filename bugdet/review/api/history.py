@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from bugdet.review import history as store
 from bugdet.review.api.common import Args, endpoint
-from bugdet.review.state import ReviewState
+from bugdet.review.state import NotFound, ReviewState
 
 EXPORTS = ("decisions", "labels", "masks")
 
@@ -31,8 +31,6 @@ def undo(state: ReviewState, args: Args) -> dict:
             key = args.str("key")
             store.parse_key(key)
             if key not in {e.key for e in store.history(conn)}:
-                from bugdet.review.state import NotFound
-
                 raise NotFound(f"no history entry {key!r}")
         entry = store.undo(conn, key)
     return {"undone": key, "entry": entry.to_dict()}

@@ -258,6 +258,7 @@ async function loadFrames() {
   $("#frame-select").replaceChildren(...data.frames.map((f, i) =>
     el("option", { value: i, text: `#${f.frame_id} (${f.split || "no split"}, ${f.width}x${f.height})` })));
   if (data.frames.length) await showFrame(Math.min(state.frameIndex, data.frames.length - 1));
+  else $("#draw-info").textContent = "No frames in this project yet: run `bugdet ingest` first.";
 }
 
 async function showFrame(index) {
