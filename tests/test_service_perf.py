@@ -104,6 +104,7 @@ def test_bench_measure_reports_the_issue_fields_and_a_breakdown_that_adds_up(mod
     parts = result["latency_breakdown_ms"]
     stages = ("client_grpc_and_transport", "server_decode", "server_queue", "server_infer", "server_respond", "server_handler_other")
     assert sum(parts[k] for k in stages) == pytest.approx(parts["grpc_mean"], abs=1e-2)
+    assert parts["of_which_empty_rpc"] + parts["of_which_payload_and_wakeups"] == pytest.approx(parts["client_grpc_and_transport"], abs=1e-2)
     assert parts["server_decode"] > 0 and parts["server_infer"] > 0 and parts["server_queue"] == 0.0  # lone calls run inline
     assert set(result["inproc_stages_ms"]) == {"decode", "infer", "postprocess", "total_mean"}
     stream = result["stream_breakdown"]

@@ -261,8 +261,13 @@ def _report(latency: dict[str, list[float]], engine_blocks: list[tuple[dict, dic
     decode, queue, respond = stage("decode"), stage("queue"), stage("respond")
     infer = server_mean("bugdet_inference_seconds_sum", "bugdet_inference_seconds_count")
     grpc_mean = statistics.mean(latency["grpc"]) / 1000
+    floor_mean = statistics.mean(latency["floor"]) / 1000
     breakdown = {
         "client_grpc_and_transport": _ms(grpc_mean - handler),
+        # ... of which an empty RPC costs this much; the rest is moving the frame's bytes and the
+        # gRPC threads waking up on cores the model has just had to itself.
+        "of_which_empty_rpc": _ms(floor_mean),
+        "of_which_payload_and_wakeups": _ms(grpc_mean - handler - floor_mean),
         "server_decode": _ms(decode), "server_queue": _ms(queue), "server_infer": _ms(infer), "server_respond": _ms(respond),
         "server_handler_other": _ms(handler - decode - queue - infer - respond),
         "grpc_mean": _ms(grpc_mean),
