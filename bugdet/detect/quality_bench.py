@@ -64,6 +64,8 @@ class QualitySettings:
     weapon_source: str = "auto"
     patience: int = 10  # the best validation epoch is kept either way; few epochs, so rarely stop early
     unlabeled_fraction: float = 0.25
+    color_jitter: float = 0.0
+    objective_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per bug type, overrides the objective's defaults
     device: str = "cpu"
 
     @classmethod
@@ -198,12 +200,12 @@ class QualityBenchmark:
         s = self.s
         return TrainSettings(mode=mode, epochs=s.epochs, finetune_epochs=s.finetune_epochs, steps_per_epoch=s.steps_per_epoch,
                              batch_size=s.batch_size, seed=seed, prevalence=s.prevalence, device=s.device,
-                             patience=s.patience)
+                             patience=s.patience, color_jitter=s.color_jitter)
 
     def _sampler(self, targets: list) -> ObjectiveSampler:
         from bugdet.augment import OBJECTIVES, build_objective
 
-        objectives = [build_objective(t) for t in self.s.bug_types if t in OBJECTIVES]
+        objectives = [build_objective(t, **self.s.objective_params.get(t, {})) for t in self.s.bug_types if t in OBJECTIVES]
         return ObjectiveSampler(objectives, targets, self.data.sources, self.s.bug_types, self.size,
                                 unlabeled=self.data.unlabeled, unlabeled_fraction=self.s.unlabeled_fraction)
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from bugdet.detect.data import Batch, LabeledFrame, LabeledSampler, ObjectiveSampler, batch_rng, concat_batches, to_tensor
 from bugdet.detect.metrics import average_precision, calibrate_threshold
 from bugdet.detect.model import BugDetector, load_checkpoint, save_checkpoint
+from bugdet.detect.photometric import color_jitter
 from bugdet.progress import NullProgress, Progress
 
 Mode = Literal["supervised", "objective", "pretrain_finetune", "multitask"]
@@ -47,6 +48,7 @@ class TrainSettings:
     objective_fraction: float = 0.5
     bug_fraction: float = 0.25
     localisation_weight: float = 0.5
+    color_jitter: float = 0.0
     patience: int = 3
     seed: int = 0
     prevalence: float = 0.01
@@ -144,6 +146,12 @@ class Trainer:
 
     # -- batches ---------------------------------------------------------------------------
     def _batch(self, phase: Phase, rng: np.random.Generator) -> Batch:
+        batch = self._raw_batch(phase, rng)
+        if self.s.color_jitter > 0:
+            batch.images = color_jitter(batch.images, np.random.default_rng(rng.integers(1 << 62)), self.s.color_jitter)
+        return batch
+
+    def _raw_batch(self, phase: Phase, rng: np.random.Generator) -> Batch:
         n = self.s.batch_size
         if phase.labeled and phase.objective:
             n_obj = int(round(n * self.s.objective_fraction))
