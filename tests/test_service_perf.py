@@ -96,10 +96,12 @@ def test_lone_requests_run_inline_concurrent_ones_batch_and_stages_are_counted(m
 def test_bench_measure_reports_the_issue_fields_and_a_breakdown_that_adds_up(models: Path) -> None:
     frames, _ = scene_frames(4, seed=22)
     result = measure(next(models.iterdir()), frames, iterations=10, stream_frames=16, max_batch=4, rounds=1, block=5)
-    for key in ("inproc_p50_ms", "grpc_p50_ms", "grpc_p99_ms", "latency_ratio", "inproc_batched_fps", "stream_fps", "throughput_ratio"):
+    for key in ("inproc_p50_ms", "grpc_p50_ms", "grpc_p99_ms", "latency_ratio", "inproc_batched_fps", "stream_fps", "throughput_ratio",
+                "inproc_serial_fps", "inproc_pipelined_fps"):
         assert result[key] > 0, key
     assert result["latency_ratio"] == pytest.approx(result["grpc_p50_ms"] / result["inproc_p50_ms"], rel=1e-2)
     assert result["throughput_ratio"] == pytest.approx(result["stream_fps"] / result["inproc_batched_fps"], rel=1e-2)
+    assert result["inproc_batched_fps"] == max(result["inproc_serial_fps"], result["inproc_pipelined_fps"])
     assert result["frame"] == {"format": "RGBA8", "height": 96, "width": 128}
     parts = result["latency_breakdown_ms"]
     stages = ("client_grpc_and_transport", "server_decode", "server_queue", "server_infer", "server_respond", "server_handler_other")

@@ -13,7 +13,10 @@ per frame, so neither skips work the other does:
 
 Goals (issue #6, 2 cores): ``latency_ratio`` = gRPC Detect p50 / in-process p50 at batch 1 <= 1.10;
 ``throughput_ratio`` = stream frames/s (dynamic batching) / in-process frames/s on batches of
-``max_batch`` >= 0.90.
+``max_batch`` >= 0.90. The in-process throughput is the better of two plugins: one that converts
+and infers in turn (``inproc_serial_fps``) and one that converts the next batch on a second thread
+while the model runs (``inproc_pipelined_fps``), as the service itself does; comparing only with the
+first would credit the service for an overlap any plugin can have.
 
 Because the machine is shared, the two sides are measured in alternating blocks of ``--block``
 calls (see :func:`measure_latency`), and throughput alternates whole rounds. The JSON also says
@@ -96,6 +99,30 @@ class InProcessDetector:
         from service.frames import decode_raw, fit_to_input
 
         return fit_to_input(decode_raw(rgba, width, height, 0, "RGBA8"), self.manifest.input.height, self.manifest.input.width)
+
+    def pipelined(self, batches: list[list[tuple[bytes, int, int]]]) -> int:
+        """Batches with decoding on a second thread, overlapping the previous batch's inference: what
+        an engine that converts each readback as it arrives gets. Returns the frames processed."""
+        import queue
+        import threading
+
+        from service.requests import verdicts
+
+        ready: queue.Queue = queue.Queue(maxsize=2)
+
+        def decode() -> None:
+            for frames in batches:
+                ready.put(np.stack([self.prepare(*f) for f in frames]))
+            ready.put(None)
+
+        threading.Thread(target=decode, daemon=True).start()
+        done = 0
+        while (batch := ready.get()) is not None:
+            scores, heatmaps = self.session.run(None, {self.input_name: batch})
+            for i in range(len(batch)):
+                verdicts(self.manifest, scores[i], heatmaps[i])
+            done += len(batch)
+        return done
 
     def detect(self, frames: list[tuple[bytes, int, int]], record: dict[str, list[float]] | None = None) -> list[tuple[list[bool], Any]]:
         from service.requests import verdicts
@@ -214,14 +241,18 @@ def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_fra
         list(client.stream_requests(stream_input[: max_batch * 4]))  # warm the stream path
         batches = [[engine[(b * max_batch + j) % n] for j in range(max_batch)] for b in range(max(1, n // max_batch))]
         local.detect(batches[0])
-        inproc_fps, stream_fps, inproc_cpu, stream_rounds = [], [], [], []
+        round_batches = [batches[k % len(batches)] for k in range(-(-stream_frames // max_batch))]
+        local.pipelined(round_batches[:2])
+        inproc_fps, pipelined_fps, stream_fps, inproc_cpu, stream_rounds = [], [], [], [], []
         for _ in range(rounds):
             done, cpu0, started = 0, _cpu_seconds(), time.perf_counter()
-            while done < stream_frames:
-                local.detect(batches[(done // max_batch) % len(batches)], record=local.batched_stages)
-                done += max_batch
+            for batch in round_batches:
+                local.detect(batch, record=local.batched_stages)
+                done += len(batch)
             inproc_fps.append(done / (time.perf_counter() - started))
             inproc_cpu.append((_cpu_seconds() - cpu0) / done)
+            started = time.perf_counter()
+            pipelined_fps.append(local.pipelined(round_batches) / (time.perf_counter() - started))
             before, cpu0, started = probe.sample(), _cpu_seconds(), time.perf_counter()
             received = sum(1 for r in client.stream_requests(stream_input, timeout=600) if not r.HasField("error"))
             wall = time.perf_counter() - started
@@ -234,7 +265,7 @@ def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_fra
         info = client.info()
         client.close()
 
-    return _report(latency, engine_blocks, local.stages, local.batched_stages, inproc_fps, stream_fps, inproc_cpu, stream_rounds, stream_frames, {
+    return _report(latency, engine_blocks, local.stages, local.batched_stages, inproc_fps, pipelined_fps, stream_fps, inproc_cpu, stream_rounds, stream_frames, {
         "iterations": iterations, "block": block, "stream_frames": stream_frames, "max_batch": max_batch,
         "frame": {"format": "RGBA8", "height": height, "width": width},
         "input_size": [manifest.input.height, manifest.input.width],
@@ -245,11 +276,12 @@ def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_fra
 
 def _report(latency: dict[str, list[float]], engine_blocks: list[tuple[dict, dict]], inproc_stages: dict[str, list[float]],
             batched_stages: dict[str, list[float]],
-            inproc_fps: list[float], stream_fps: list[float], inproc_cpu: list[float], stream_rounds: list[tuple],
+            inproc_fps: list[float], pipelined_fps: list[float], stream_fps: list[float], inproc_cpu: list[float], stream_rounds: list[tuple],
             stream_frames: int, context: dict[str, Any]) -> dict[str, Any]:
     inproc_p50, grpc_p50 = statistics.median(latency["inproc"]), statistics.median(latency["grpc"])
     floor_p50 = statistics.median(latency["floor"])
-    inproc_rate, stream_rate = statistics.median(inproc_fps), statistics.median(stream_fps)
+    serial_rate, pipelined_rate = statistics.median(inproc_fps), statistics.median(pipelined_fps)
+    inproc_rate, stream_rate = max(serial_rate, pipelined_rate), statistics.median(stream_fps)  # the better plugin
 
     def server_mean(key_sum: str, key_count: str) -> float:
         total = sum(_delta(a, b, key_sum) for b, a in engine_blocks)
@@ -318,7 +350,10 @@ def _report(latency: dict[str, list[float]], engine_blocks: list[tuple[dict, dic
             "grpc_p50_ms": round(model_grpc, 3),
             "latency_ratio": round(model_grpc / model_inproc, 4),
         },
+        "inproc_serial_fps": round(serial_rate, 2),
+        "inproc_pipelined_fps": round(pipelined_rate, 2),
         "inproc_batched_fps_rounds": [round(v, 1) for v in inproc_fps],
+        "inproc_pipelined_fps_rounds": [round(v, 1) for v in pipelined_fps],
         "stream_fps_rounds": [round(v, 1) for v in stream_fps],
         **context,
         "cpu_count": os.cpu_count(),
