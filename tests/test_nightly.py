@@ -219,6 +219,12 @@ def test_a_second_run_is_locked_out(first_night: FirstNight) -> None:
 def test_a_challenger_made_worse_on_purpose_is_not_promoted(first_night: FirstNight, tmp_path: Path, night2: Path) -> None:
     cfg = copy_site(first_night.site, tmp_path / "site")
     champion = Registry(cfg.registry_dir).champion("detector").version
+    # During the day a tester also added a text-prompt rule; tonight it must be replayed on the new masks.
+    from bugdet.embed.pipeline import build_embedder
+    from bugdet.refine.rules import add_prompt_rule
+
+    project = Project.open(cfg.project_dir)
+    assert add_prompt_rule(project, build_embedder(project), "reject", "sky", threshold=0.9).evaluated > 0
     add_capture(tmp_path / "site", night2)
     run_nightly(cfg, stop_after="train")
     state = RunState.load(sorted((cfg.state_path / "runs").glob("*/state.json"))[-1])
@@ -231,6 +237,8 @@ def test_a_challenger_made_worse_on_purpose_is_not_promoted(first_night: FirstNi
 
     result = run_nightly(cfg)
     assert result.resumed and result.outcome == "not-promoted"
+    cluster, embed = result.state.outputs("cluster"), result.state.outputs("embed")
+    assert cluster["rules_replayed"] == 1 and cluster["mask_decisions_derived"] == embed["embedded"] > 0
     decision = result.state.outputs("decide")
     assert not decision["promote"] and decision["challenger_mean"] < decision["champion_mean"] + 0.02
     challenger = result.state.outputs("evaluate")["challenger"]["metrics"]["fppc"]

@@ -80,7 +80,11 @@ def score_package(project: Project, package: Path, frames: list[FrameRow], batch
         raise InputError(f"cannot score {package}: {exc}") from None
     height, width = model.input_hw
     bug_types = list(model.manifest.bug_types)
-    judged = current_labels(project.connect())
+    conn = project.connect()
+    try:
+        judged = current_labels(conn)
+    finally:
+        conn.close()
     scores = []
     for i in range(0, len(frames), batch):
         images = np.stack([fit_to_input(read_rgb(project.root / f.path), height, width) for f in frames[i : i + batch]])
