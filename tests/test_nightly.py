@@ -323,7 +323,7 @@ def test_a_new_or_undone_review_verdict_counts_as_new_data(first_night: FirstNig
     frame_id = next(iter_frames(conn, split="train")).id
     record_labels(conn, [(frame_id, "fppc", 1)], who="tester", source="review")
     check = step_check(ctx)
-    assert check["has_new_data"] and check["new"]["frame_labels"] == 1
+    assert check["has_new_data"] and check["new"]["frame_labels"] == 1 and "labels_digest" in check["changed"]
     # The review app's undo deletes the label row it wrote: back exactly where the last run was.
     conn.execute("DELETE FROM frame_labels WHERE id = (SELECT MAX(id) FROM frame_labels)")
     conn.commit()
@@ -333,4 +333,4 @@ def test_a_new_or_undone_review_verdict_counts_as_new_data(first_night: FirstNig
     conn.commit()
     record_labels(conn, [(frame_id, "good", 1)], who="tester", source="review")
     check = step_check(ctx)
-    assert check["new"]["frame_labels"] == 0 and check["has_new_data"]
+    assert check["new"]["frame_labels"] == 0 and check["changed"] == ["labels_digest"]

@@ -38,6 +38,7 @@ def build_report(ctx: "StepContext") -> dict[str, Any]:
             "frames_added": out("ingest").get("frames_added"),
             "captures": out("ingest").get("sources", []),
             "new_since_last_run": out("check").get("new"),
+            "changed_inputs": out("check").get("changed"),
             "frames_segmented": sum(v.get("frames_segmented", 0) for v in segment.values()) if segment else None,
             "masks_added": sum(v.get("masks_added", 0) for v in segment.values()) if segment else None,
             "masks_embedded": out("embed").get("embedded"),
@@ -97,7 +98,8 @@ def render_html(report: dict[str, Any], sheets: dict[str, str]) -> str:
         f"{html.escape(report['model'])}, attempt {report['attempts']}, started {html.escape(report['started_at'])}</p>",
         "<h2>Data added</h2>",
         _table(["what", "value"], [[k, v] for k, v in report["data"].items() if not isinstance(v, (list, dict))]
-               + [["new since last run", report["data"].get("new_since_last_run")]]),
+               + [["new since last run", report["data"].get("new_since_last_run")],
+                  ["changed inputs", ", ".join(report["data"].get("changed_inputs") or []) or "none"]]),
     ]
     if report.get("training"):
         parts += ["<h2>Training</h2>", _table(["what", "value"], [[k, v] for k, v in report["training"].items()])]

@@ -120,7 +120,9 @@ def _summary(name: str, outputs: dict) -> str:
     if name == "ingest":
         return f"{outputs['frames_added']} new frames from {len(outputs['captures'])} captures"
     if name == "check":
-        return "new data: " + ", ".join(f"{k} {v:+d}" for k, v in outputs["new"].items() if v) if outputs["has_new_data"] else "nothing new"
+        if not outputs["has_new_data"]:
+            return "nothing new"
+        return "new data: " + ", ".join(f"{k} {outputs['new'][k]:+d}" if k in outputs["new"] else k for k in outputs["changed"])
     if name == "segment":
         return "; ".join(f"{split}: {r['frames_segmented']} frames, {r['masks_added'] + r['engine_masks_added']} masks "
                          f"({r['frames_skipped']} already segmented)" for split, r in outputs.items())

@@ -111,8 +111,8 @@ def step_check(ctx: StepContext) -> dict[str, Any]:
     now = watermarks(ctx.project)
     last = read_json(ctx.state_dir / "watermarks.json", {}) or {}
     new = {k: v - int(last.get(k, 0)) for k, v in now.items() if isinstance(v, int)}
-    has_new = any(now[k] != last.get(k) for k in now)
-    return {"watermarks": now, "previous": last, "new": new, "has_new_data": has_new}
+    changed = [k for k in now if now[k] != last.get(k)]
+    return {"watermarks": now, "previous": last, "new": new, "changed": changed, "has_new_data": bool(changed)}
 
 
 def step_segment(ctx: StepContext) -> dict[str, Any]:
