@@ -23,6 +23,7 @@ from bugdet.export.config import ExportConfig
 from bugdet.cluster.config import FilterConfig
 from bugdet.detect.config import DetectConfig
 from bugdet.augment.config import AugmentConfig
+from bugdet.scale.config import ScaleConfig
 
 CONFIG_FILENAME = "bugdet.yaml"
 
@@ -38,6 +39,7 @@ class ProjectConfig(Section):
     filter: FilterConfig = Field(default_factory=FilterConfig)
     detect: DetectConfig = Field(default_factory=DetectConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    scale: ScaleConfig = Field(default_factory=ScaleConfig)
 
 
 def _format_validation_error(source: str, err: ValidationError) -> str:

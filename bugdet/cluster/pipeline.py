@@ -166,7 +166,8 @@ def run_clustering(project: Project, model_key: str | None = None, cfg: ClusterC
     progress.start("near-duplicate search", 1)
     if cfg.dedupe_similarity is not None:
         priority = np.lexsort((points.ids, -points.scores))  # best segmentation score first, then oldest
-        duplicate_of = near_duplicates(points.vectors, cfg.dedupe_similarity, order=priority)
+        duplicate_of = near_duplicates(points.vectors, cfg.dedupe_similarity, order=priority,
+                                       index_cfg=project.config.scale.index)
     else:
         duplicate_of = np.full(len(points.ids), -1)
     progress.advance()

@@ -134,7 +134,11 @@ def _embed_missing(project: Project, embedder: Embedder, kind: str, list_items, 
         conn.close()
     todo = [item for item in items if item.id not in done]
     progress.start(f"embedding {len(todo)} {kind}s", len(todo))
-    written = _embed_stream(project, embedder, kind, crops(todo), store_dtype, progress)
+    if project.config.scale.backend == "ray":  # the same crops and model on Ray actors (bugdet.scale)
+        from bugdet.scale.ray_embed import embed_on_ray
+        written = embed_on_ray(project, embedder, kind, todo, crops, store_dtype, progress)
+    else:
+        written = _embed_stream(project, embedder, kind, crops(todo), store_dtype, progress)
     return EmbedReport(kind, embedder.key, embedder.label, embedder.pretrained, written, len(done), len(items))
 
 

@@ -121,16 +121,13 @@ def segment_project(
             todo = todo[:limit]
         if not todo:
             return report
+        if predictor is None and project.config.scale.backend == "ray":  # model work on Ray actors (bugdet.scale)
+            from bugdet.scale.ray_segment import segment_on_ray
+            return segment_on_ray(project, conn, todo, name, auto_store, report, progress)
 
         generator = None
         if any(needs_auto for _, needs_auto, _ in todo):
-            if predictor is None:
-                from bugdet.device import resolve_torch_device
-
-                device = resolve_torch_device(project.config.device) if name == "sam" else "cpu"
-                predictor = build_predictor(cfg, name, BuildContext(root=project.root, device=device))
-            batch = cfg.sam.points_per_batch if predictor.name == "sam" else 1024
-            generator = AutomaticMaskGenerator(predictor, cfg, points_per_batch=batch)
+            generator = build_generator(project, name, predictor)
 
         progress.start(f"segment ({name})", len(todo))
         pending: list[_FrameResult] = []
@@ -145,6 +142,19 @@ def segment_project(
         conn.close()
         report.seconds = time.perf_counter() - started
     return report
+
+
+def build_generator(project: Project, name: str, predictor: Predictor | None = None) -> AutomaticMaskGenerator:
+    """Automatic mode around ``predictor``, or around a new one of backend ``name`` (SAM on the
+    configured device). Shared with the Ray actors of :mod:`bugdet.scale.ray_segment`."""
+    cfg = project.config.segment
+    if predictor is None:
+        from bugdet.device import resolve_torch_device
+
+        device = resolve_torch_device(project.config.device) if name == "sam" else "cpu"
+        predictor = build_predictor(cfg, name, BuildContext(root=project.root, device=device))
+    batch = cfg.sam.points_per_batch if predictor.name == "sam" else 1024
+    return AutomaticMaskGenerator(predictor, cfg, points_per_batch=batch)
 
 
 def _segment_frame(

@@ -26,6 +26,8 @@ import numpy as np
 from bugdet.embed.store import get_model, load_embeddings
 from bugdet.errors import InputError
 from bugdet.project import Project
+from bugdet.scale.ann import knn_search
+from bugdet.scale.config import IndexConfig
 from bugdet.store.database import ensure_schema, transaction
 from bugdet.store.frames import FrameRow, iter_frames
 from bugdet.store.labels import GOOD, current_labels, sample_labels_from_ground_truth
@@ -101,20 +103,19 @@ def truth_class(frame: FrameRow) -> str | None:
 
 
 def knn_vote(exemplar_vectors: np.ndarray, exemplar_classes: list[str], queries: np.ndarray, knn: int,
-             temperature: float) -> tuple[list[str], np.ndarray, list[dict[str, float]]]:
-    """Winning class, its weight share and the full vote per query (rows are unit vectors)."""
-    import faiss
+             temperature: float, index_cfg: IndexConfig | None = None) -> tuple[list[str], np.ndarray, list[dict[str, float]]]:
+    """Winning class, its weight share and the full vote per query (rows are unit vectors).
 
-    index = faiss.IndexFlatIP(exemplar_vectors.shape[1])
-    index.add(np.ascontiguousarray(exemplar_vectors, np.float32))
+    ``index_cfg``: exact search below ``scale.index.flat_below`` exemplars, IVF above (bugdet.scale.ann)."""
     k = min(knn, len(exemplar_classes))
-    sims, nn = index.search(np.ascontiguousarray(queries, np.float32), k)
+    sims, nn = knn_search(exemplar_vectors, queries, k, index_cfg or IndexConfig())
+    sims = np.where(nn >= 0, sims, -np.inf)  # an IVF search can find fewer than k: those slots get no weight
     weights = np.exp((sims - sims.max(axis=1, keepdims=True)) / temperature)
     weights /= weights.sum(axis=1, keepdims=True)
     winners, confidence, votes = [], np.zeros(len(queries), np.float32), []
     for q in range(len(queries)):
         vote: dict[str, float] = {}
-        for j, w in zip(nn[q], weights[q]):
+        for j, w in zip(nn[q][nn[q] >= 0], weights[q][nn[q] >= 0]):
             vote[exemplar_classes[j]] = vote.get(exemplar_classes[j], 0.0) + float(w)
         best = max(sorted(vote), key=vote.__getitem__)
         winners.append(best)
@@ -168,7 +169,7 @@ def propagate_labels(project: Project, exemplars: Mapping[int, str], model_key: 
     ex_vectors = vectors[[row_of[f] for f in ex_ids]]
     query_rows = [r for r, i in enumerate(ids) if int(i) not in exemplars]
     winners, confidence, votes = knn_vote(ex_vectors, [exemplars[f] for f in ex_ids], vectors[query_rows],
-                                          cfg.knn, cfg.temperature) if query_rows else ([], np.zeros(0), [])
+                                          cfg.knn, cfg.temperature, project.config.scale.index) if query_rows else ([], np.zeros(0), [])
     labels = [w if c >= cfg.min_confidence else None for w, c in zip(winners, confidence)]
 
     covered = with_truth = agreeing = 0
