@@ -27,8 +27,8 @@ import torch
 
 from bugdet.detect.model import load_checkpoint, save_checkpoint
 from bugdet.nightly.config import NightlyConfig, load_nightly_config
-from bugdet.nightly.runner import NightlyFailed, NightlyResult, run_nightly
-from bugdet.nightly.state import NightlyBusy, RunState, exclusive_lock
+from bugdet.nightly.runner import NightlyFailed, NightlyResult, abandon_unfinished, run_nightly
+from bugdet.nightly.state import NightlyBusy, RunState, exclusive_lock, unfinished_run
 from bugdet.nightly.steps import STEPS
 from bugdet.project import Project
 from bugdet.registry import Registry
@@ -272,6 +272,10 @@ def test_a_damaged_challenger_package_fails_the_run_and_the_champion_keeps_servi
     assert served_version(cfg.registry_dir) == [f"detector-{champion}"]
     report = json.loads((state.directory / "report.json").read_text())
     assert report["status"] == "failed" and "publish" not in report["steps"]
+    # Resuming would fail the same way every night; an operator abandons the run instead.
+    assert unfinished_run(cfg.state_path).run_id == state.run_id
+    assert abandon_unfinished(cfg).run_id == state.run_id
+    assert unfinished_run(cfg.state_path) is None and RunState.load(state.path).status == "abandoned"
 
 
 @pytest.mark.slow
