@@ -88,3 +88,22 @@ def test_nightly_init_writes_the_example_and_config_is_required(tmp_path: Path) 
     assert again.exit_code != 0 and "already exists" in str(again.exception)
     missing = runner.invoke(app, ["nightly"])
     assert missing.exit_code != 0 and "--config" in str(missing.exception)
+
+
+def test_drop_folders_expand_to_their_captures(tmp_path: Path) -> None:
+    from bugdet.errors import InputError
+    from bugdet.nightly.steps import expand_captures
+
+    frames = tmp_path / "frames-only"
+    frames.mkdir()
+    (frames / "0001.png").write_bytes(b"")
+    drop = tmp_path / "drop"
+    for name in ("b-session", "a-frames"):
+        (drop / name).mkdir(parents=True)
+    (drop / "b-session" / "session.json").write_text("{}")
+    (drop / "c.mp4").write_bytes(b"")
+    (drop / ".partial-upload").mkdir()
+    session = drop / "b-session"
+    assert expand_captures([frames, drop, session]) == [frames, drop / "a-frames", drop / "b-session", drop / "c.mp4", session]
+    with pytest.raises(InputError, match="no such file"):
+        expand_captures([tmp_path / "missing"])

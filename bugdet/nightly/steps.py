@@ -44,6 +44,9 @@ class StepContext:
 
 
 # -- data ------------------------------------------------------------------------------------
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
 def expand_captures(paths: list[Path]) -> list[Path]:
     """Each configured path is a capture, or a drop folder whose entries (sorted) are captures."""
     from bugdet.ingest.session_format import SESSION_FILE
@@ -52,8 +55,9 @@ def expand_captures(paths: list[Path]) -> list[Path]:
     for path in paths:
         if not path.exists():
             raise InputError(f"capture {path}: no such file or directory")
-        is_drop_folder = path.is_dir() and not (path / SESSION_FILE).exists() and any(
-            (p / SESSION_FILE).exists() or p.suffix.lower() in (".mp4", ".avi", ".mov", ".mkv") for p in path.iterdir())
+        # A folder of frames is one capture; a folder holding sessions, videos or frame folders is a drop folder.
+        is_drop_folder = path.is_dir() and not (path / SESSION_FILE).exists() and not any(
+            p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir())
         if is_drop_folder:
             out.extend(p for p in sorted(path.iterdir()) if not p.name.startswith("."))
         else:
