@@ -1,5 +1,9 @@
 # The detection service image: `python -m service` over onnxruntime, serving the model packages
 # that `bugdet export` writes. It holds no training code and no torch: packages are all it needs.
+# That is why the entrypoint is `python -m service` and not `bugdet serve`: both start the same
+# server with the same options (bugdet serve imports service.server.run_forever), but the bugdet
+# CLI would pull in the training stack (torch, open_clip, ...) that an inference host does not need.
+# The process runs as an unprivileged numeric user (10001) and reports health over gRPC Health.
 #
 #   docker build -t bugdet-service .                                  # CPU
 #   docker build -t bugdet-service:cuda --build-arg BASE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04 \
@@ -13,6 +17,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
     BUGDET_PROTOS_DIR=/app/protos
 
 # The CUDA base images ship no pip; the slim Python image has everything this needs.
+# DL3008 (pin apt versions) is ignored on purpose: these packages come from the CUDA base image's own
+# distribution, whose tag (the BASE build argument) is what pins them; exact apt versions here would
+# break the build whenever that tag moves to a newer distribution point release.
+# hadolint ignore=DL3008
 RUN if ! command -v pip3 >/dev/null; then \
       apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv \
       && rm -rf /var/lib/apt/lists/*; \
@@ -27,8 +35,10 @@ WORKDIR /app
 COPY protos/ protos/
 COPY service/ service/
 
-RUN useradd --system --uid 10001 --home-dir /app bugdet
-USER bugdet
+RUN groupadd --system --gid 10001 bugdet \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /app --shell /usr/sbin/nologin bugdet
+# Numeric, so `runAsNonRoot` policies (Kubernetes) can verify it without reading /etc/passwd.
+USER 10001:10001
 EXPOSE 50051 9100
 VOLUME ["/models"]
 
