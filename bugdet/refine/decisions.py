@@ -40,6 +40,8 @@ Store = Union[sqlite3.Connection, "Project"]
 
 ACTIONS = ("keep", "reject", "pass")
 SCOPES = ("prompt", "cluster", "mask")
+#: Ids per ``IN (...)`` query, well under SQLite's bound-parameter limit.
+_ID_CHUNK = 500
 
 SCHEMA = [
     """
@@ -146,6 +148,97 @@ def default_who() -> str:
         return "unknown"
 
 
+@dataclass
+class NewDecision:
+    """A decision about to be recorded: what the caller decides (id, time and revocation are the store's).
+
+    Several of these go to :func:`record_decisions` together when one action of a person covers
+    many masks ("reject the selected results"), so the action lands whole or not at all.
+    """
+
+    scope: str
+    action: str
+    who: str | None = None
+    mask_id: int | None = None
+    cluster_run: int | None = None
+    cluster: int | None = None
+    prompts: Sequence[str] | None = None
+    threshold: float | None = None
+    score: float | None = None
+    model_key: str | None = None
+    vectors: np.ndarray | None = None
+    rule_id: int | None = None
+    note: str | None = None
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` naming what a person (or a caller) got wrong."""
+        if self.scope not in SCOPES:
+            raise InputError(f"decision scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
+        if self.action not in ACTIONS:
+            raise InputError(f"decision action must be one of {', '.join(ACTIONS)}, got {self.action!r}")
+        if self.scope == "mask" and self.mask_id is None:
+            raise InputError("a mask decision needs a mask id")
+        if self.scope == "cluster" and (self.cluster_run is None or self.cluster is None):
+            raise InputError("a cluster decision needs a clustering run and a cluster")
+        if self.scope == "prompt":
+            if not self.prompts or self.threshold is None or self.vectors is None:
+                raise InputError("a prompt rule needs prompts, a threshold and their embeddings")
+            if self.action == "pass":
+                raise InputError("a prompt rule must keep or reject")
+
+    def row(self, created_at: float) -> tuple:
+        """Values for :data:`_INSERT`, in its column order."""
+        blob = np.ascontiguousarray(self.vectors, np.float32).tobytes() if self.vectors is not None else None
+        return (self.scope, self.action, self.who or default_who(), created_at,
+                None if self.mask_id is None else int(self.mask_id), self.cluster_run, self.cluster,
+                json.dumps(list(self.prompts)) if self.prompts is not None else None, self.threshold, self.score,
+                self.model_key, blob, self.rule_id, self.note)
+
+
+#: The one statement every decision is written with (single, batched and derived alike).
+_INSERT = (
+    "INSERT INTO decisions(scope, action, who, created_at, mask_id, cluster_run, cluster, prompt, threshold, "
+    "score, model_key, vectors, rule_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _require_transaction(conn: sqlite3.Connection, what: str) -> None:
+    if not conn.in_transaction:
+        raise RuntimeError(f"{what} writes inside the caller's transaction; open one with "
+                           "bugdet.store.database.transaction(conn) first")
+
+
+def insert_decisions(conn: sqlite3.Connection, decisions: Iterable[NewDecision]) -> list[int]:
+    """Validate and insert ``decisions`` inside the caller's open transaction; their ids, in order.
+
+    For callers that write decisions together with rows of their own (e.g. checking that masks
+    still exist in the same transaction). A row that fails validation raises :class:`InputError`
+    after earlier rows were inserted: the caller's transaction must roll back, which
+    :func:`bugdet.store.database.transaction` does. Call :func:`ensure_decisions_schema` first
+    (schema changes take their own transaction).
+    """
+    _require_transaction(conn, "insert_decisions")
+    now = time.time()
+    ids: list[int] = []
+    for decision in decisions:
+        decision.validate()
+        ids.append(int(conn.execute(_INSERT, decision.row(now)).lastrowid))
+    return ids
+
+
+def record_decisions(store: Store, decisions: Iterable[NewDecision]) -> list[Decision]:
+    """Persist ``decisions`` in ONE transaction (all of them or, on any error, none); returns them with ids.
+
+    One action of a person is one batch: a failure half-way (an invalid row, a full disk, a killed
+    process) must not leave the first half of "reject these 40 masks" standing.
+    """
+    with connection(store) as conn:
+        ensure_decisions_schema(conn)
+        with transaction(conn):
+            ids = insert_decisions(conn, decisions)
+        return get_decisions(conn, ids)
+
+
 def record_decision(
     store: Store,
     *,
@@ -163,56 +256,30 @@ def record_decision(
     rule_id: int | None = None,
     note: str | None = None,
 ) -> Decision:
-    """Validate and persist one decision (in its own transaction); returns it with its id."""
-    with connection(store) as conn:
-        ensure_decisions_schema(conn)
-        _validate(scope, action, mask_id, cluster_run, cluster, prompts, threshold, vectors)
-        with transaction(conn):
-            cur = conn.execute(
-                "INSERT INTO decisions(scope, action, who, created_at, mask_id, cluster_run, cluster, prompt, threshold, "
-                "score, model_key, vectors, rule_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                _values(scope, action, who, mask_id, cluster_run, cluster, prompts, threshold, score, model_key,
-                        vectors, rule_id, note),
-            )
-        return get_decision(conn, cur.lastrowid)
-
-
-def _values(scope, action, who, mask_id, cluster_run, cluster, prompts, threshold, score, model_key, vectors,
-            rule_id, note) -> tuple:
-    blob = np.ascontiguousarray(vectors, np.float32).tobytes() if vectors is not None else None
-    return (scope, action, who or default_who(), time.time(), mask_id, cluster_run, cluster,
-            json.dumps(list(prompts)) if prompts is not None else None, threshold, score, model_key, blob,
-            rule_id, note)
-
-
-def _validate(scope, action, mask_id, cluster_run, cluster, prompts, threshold, vectors) -> None:
-    if scope not in SCOPES:
-        raise InputError(f"decision scope must be one of {', '.join(SCOPES)}, got {scope!r}")
-    if action not in ACTIONS:
-        raise InputError(f"decision action must be one of {', '.join(ACTIONS)}, got {action!r}")
-    if scope == "mask" and mask_id is None:
-        raise InputError("a mask decision needs a mask id")
-    if scope == "cluster" and (cluster_run is None or cluster is None):
-        raise InputError("a cluster decision needs a clustering run and a cluster")
-    if scope == "prompt":
-        if not prompts or threshold is None or vectors is None:
-            raise InputError("a prompt rule needs prompts, a threshold and their embeddings")
-        if action == "pass":
-            raise InputError("a prompt rule must keep or reject")
+    """Validate and persist one decision (a batch of one, see :func:`record_decisions`); returns it with its id."""
+    decision = NewDecision(scope=scope, action=action, who=who, mask_id=mask_id, cluster_run=cluster_run,
+                           cluster=cluster, prompts=prompts, threshold=threshold, score=score, model_key=model_key,
+                           vectors=vectors, rule_id=rule_id, note=note)
+    return record_decisions(store, [decision])[0]
 
 
 def record_derived(store: Store, rule: Decision, outcomes: Iterable[tuple[int, str, float | None]]) -> int:
-    """Persist a rule's per-mask outcomes ``(mask_id, action, score)`` in one transaction."""
+    """Persist a rule's per-mask outcomes ``(mask_id, action, score)`` in one transaction.
+
+    Same statement and row layout as :func:`insert_decisions`; ``executemany`` because a rule is
+    evaluated on every embedded mask and nobody needs the derived rows' ids.
+    """
     with connection(store) as conn:
         ensure_decisions_schema(conn)
-        rows = [_values("mask", action, rule.who, int(mask_id), None, None, None, None, score, rule.model_key, None,
-                        rule.id, None) for mask_id, action, score in outcomes]
+        now = time.time()
+        rows = []
+        for mask_id, action, score in outcomes:
+            derived = NewDecision(scope="mask", action=action, who=rule.who, mask_id=int(mask_id), score=score,
+                                  model_key=rule.model_key, rule_id=rule.id)
+            derived.validate()
+            rows.append(derived.row(now))
         with transaction(conn):
-            conn.executemany(
-                "INSERT INTO decisions(scope, action, who, created_at, mask_id, cluster_run, cluster, prompt, threshold, "
-                "score, model_key, vectors, rule_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            conn.executemany(_INSERT, rows)
         return len(rows)
 
 
@@ -223,6 +290,27 @@ def get_decision(store: Store, decision_id: int) -> Decision:
         if row is None:
             raise InputError(f"no decision #{decision_id}")
         return Decision.from_row(row)
+
+
+def get_decisions(store: Store, decision_ids: Sequence[int]) -> list[Decision]:
+    """Decisions by id, in the order asked; an unknown id raises :class:`InputError`."""
+    with connection(store) as conn:
+        ensure_decisions_schema(conn)
+        return _fetch(conn, decision_ids)
+
+
+def _fetch(conn: sqlite3.Connection, decision_ids: Sequence[int]) -> list[Decision]:
+    # No schema check: also called inside an open transaction, where ensure_schema cannot begin its own.
+    found: dict[int, Decision] = {}
+    wanted = [int(i) for i in decision_ids]
+    for start in range(0, len(wanted), _ID_CHUNK):
+        chunk = wanted[start:start + _ID_CHUNK]
+        for row in conn.execute(f"SELECT * FROM decisions WHERE id IN ({','.join('?' * len(chunk))})", chunk):
+            found[row["id"]] = Decision.from_row(row)
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise InputError(f"no decision #{missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return [found[i] for i in wanted]
 
 
 def list_decisions(
@@ -254,13 +342,31 @@ def list_decisions(
         return [Decision.from_row(r) for r in conn.execute(f"SELECT * FROM decisions {where} ORDER BY id", params)]
 
 
+def mark_revoked(conn: sqlite3.Connection, decision_ids: Sequence[int]) -> None:
+    """Withdraw decisions inside the caller's open transaction (already revoked ones keep their time).
+
+    Unknown ids raise :class:`InputError`, which rolls the caller's transaction back. Call
+    :func:`ensure_decisions_schema` first.
+    """
+    _require_transaction(conn, "mark_revoked")
+    _fetch(conn, decision_ids)  # raises InputError for an unknown id
+    now = time.time()
+    conn.executemany("UPDATE decisions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                     [(now, int(i)) for i in decision_ids])
+
+
+def revoke_decisions(store: Store, decision_ids: Sequence[int]) -> list[Decision]:
+    """Withdraw several decisions in one transaction (undoing one batch action is one undo)."""
+    with connection(store) as conn:
+        ensure_decisions_schema(conn)
+        with transaction(conn):
+            mark_revoked(conn, decision_ids)
+        return get_decisions(conn, decision_ids)
+
+
 def revoke_decision(store: Store, decision_id: int) -> Decision:
     """Withdraw a decision (and with a rule, everything derived from it); the rows stay as history."""
-    with connection(store) as conn:
-        get_decision(conn, decision_id)  # raises InputError for an unknown id
-        with transaction(conn):
-            conn.execute("UPDATE decisions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), decision_id))
-        return get_decision(conn, decision_id)
+    return revoke_decisions(store, [decision_id])[0]
 
 
 def evaluated_masks(store: Store, rule_id: int) -> set[int]:

@@ -20,11 +20,16 @@ from bugdet.project import Project
 from bugdet.segment.masks import ensure_masks_schema
 from bugdet.refine.decisions import (
     Decision,
+    NewDecision,
+    ensure_decisions_schema,
     evaluated_masks,
+    get_decisions,
+    insert_decisions,
     list_decisions,
     record_decision,
     record_derived,
 )
+from bugdet.store.database import transaction
 
 
 @dataclass
@@ -141,16 +146,24 @@ def decide_cluster(project: Project, cluster: int, action: str, run_id: int | No
 
 def decide_masks(project: Project, mask_ids: Sequence[int], action: str, who: str | None = None,
                  note: str | None = None) -> list[Decision]:
-    """A person's verdict on single masks."""
+    """A person's verdict on single masks: one transaction, so the whole selection is decided or none of it.
+
+    The masks are checked inside that transaction too, so a mask deleted meanwhile (an undone
+    prompt mask) cannot receive a verdict.
+    """
     conn = project.connect()
     try:
         ensure_masks_schema(conn)
-        known = {r[0] for r in conn.execute(
-            f"SELECT id FROM masks WHERE id IN ({','.join('?' * len(mask_ids))})", list(mask_ids))} if mask_ids else set()
-        unknown = [m for m in mask_ids if m not in known]
-        if unknown:
-            raise InputError(f"no such mask(s): {', '.join(map(str, unknown[:10]))}")
-        return [record_decision(conn, scope="mask", action=action, who=who, mask_id=int(m), note=note) for m in mask_ids]
+        ensure_decisions_schema(conn)
+        with transaction(conn):
+            known = {r[0] for r in conn.execute(
+                f"SELECT id FROM masks WHERE id IN ({','.join('?' * len(mask_ids))})", list(mask_ids))} if mask_ids else set()
+            unknown = [m for m in mask_ids if m not in known]
+            if unknown:
+                raise InputError(f"no such mask(s): {', '.join(map(str, unknown[:10]))}")
+            ids = insert_decisions(conn, [NewDecision(scope="mask", action=action, who=who, mask_id=int(m), note=note)
+                                          for m in mask_ids])
+        return get_decisions(conn, ids)
     finally:
         conn.close()
 

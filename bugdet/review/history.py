@@ -6,11 +6,12 @@ A tester's action is one history entry, whatever it wrote:
   :mod:`bugdet.refine.decisions`; undo = :func:`revoke_decision` (a rule takes its derived
   per-mask decisions with it);
 * ``batch:<token>`` several single-mask verdicts given in one click (e.g. "reject the selected
-  results of 'sky'"): :data:`BATCH_PREFIX` + token in their ``note`` groups them; undo revokes all;
+  results of 'sky'"), written in one transaction: :data:`BATCH_PREFIX` + token in their ``note``
+  groups them; undo revokes all of them in one transaction;
 * ``flag:<review id>`` a verdict on a detector flag (:mod:`bugdet.review.flags`);
 * ``mask:<id>`` a mask drawn with geometry prompts and saved as a source or weapon mask; undo
-  revokes the decisions on it and deletes the mask (nothing else refers to a fresh prompt mask
-  until the nightly job embeds it).
+  revokes the decisions on it and deletes the mask, in one transaction (nothing else refers to a
+  fresh prompt mask until the nightly job embeds it).
 
 Nothing is rewritten: revoked entries stay in the history, marked with when they were undone.
 """
@@ -26,7 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bugdet.errors import InputError
-from bugdet.refine.decisions import list_decisions, revoke_decision
+from bugdet.refine.decisions import list_decisions, mark_revoked, revoke_decision, revoke_decisions
 from bugdet.review.flags import ensure_flags_schema, list_flag_reviews, revoke_flag_review
 from bugdet.segment.store import PROMPT_BACKEND, ensure_segment_schema
 from bugdet.store.database import transaction
@@ -120,8 +121,7 @@ def undo(conn: sqlite3.Connection, key: str) -> Entry:
                  if d.note and d.note.startswith(f"{BATCH_PREFIX}{ident}:")]
         if not found:
             raise InputError(f"no batch {ident!r} in the history")
-        for d in found:
-            revoke_decision(conn, d.id)
+        revoke_decisions(conn, [d.id for d in found])  # one transaction: the batch is undone whole
     elif kind == "flag":
         revoke_flag_review(conn, _int(ident, key))
     else:
@@ -145,9 +145,9 @@ def _delete_review_mask(conn: sqlite3.Connection, mask_id: int) -> None:
         return  # already undone
     if row["backend"] != PROMPT_BACKEND or (json.loads(row["meta"] or "{}").get("prompt") or {}).get("by") != "review":
         raise InputError(f"mask {mask_id} was not saved in the review app; it cannot be undone here")
-    for d in list_decisions(conn, mask_id=mask_id, include_derived=False, include_revoked=False):
-        revoke_decision(conn, d.id)
-    with transaction(conn):
+    standing = [d.id for d in list_decisions(conn, mask_id=mask_id, include_derived=False, include_revoked=False)]
+    with transaction(conn):  # the mask and its keep decision go together
+        mark_revoked(conn, standing)
         conn.execute("DELETE FROM masks WHERE id = ?", (mask_id,))
 
 
