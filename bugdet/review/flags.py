@@ -14,10 +14,10 @@ Runs reach a project two ways, sharing one code path:
   (``bugdet.capture-session/1`` with the detector output in each entry's ``extra.detector``), and
   :func:`import_flag_session` (``bugdet review import-flags``) loads it, e.g. on the QA machine.
 
-A tester's verdict is a :data:`flag_reviews` row plus a frame label written through
-:func:`bugdet.store.labels.record_labels` (``source="review"``), which the nightly retraining
-reads. Undoing a verdict marks the review revoked and deletes exactly the label row it wrote, so
-the frame falls back to whatever judgement it had before.
+A tester's verdict is a :data:`flag_reviews` row plus the frame label it points at (written with
+:func:`bugdet.store.labels.insert_labels`, ``source="review"``, in the same transaction), which the
+nightly retraining reads. Undoing a verdict marks the review revoked and deletes exactly the label
+row it wrote, so the frame falls back to whatever judgement it had before.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from bugdet.imageio import pixel_sha256, read_rgb, write_rgb
 from bugdet.ingest.session_format import SESSION_FILE, FrameEntry, Pose, SessionInfo, SessionReader, SessionWriter
 from bugdet.store.database import ensure_schema, transaction
 from bugdet.store.frames import ensure_frames_schema, insert_frame
-from bugdet.store.labels import ensure_labels_schema, record_labels
+from bugdet.store.labels import ensure_labels_schema, insert_labels
 
 if TYPE_CHECKING:
     from bugdet.export.harness import PlaytestRun
@@ -305,13 +305,34 @@ def _flag(row: sqlite3.Row) -> Flag:
     )
 
 
-def list_flags(conn: sqlite3.Connection, status: str | None = None) -> list[Flag]:
-    """Flags, highest score first within each playtest; ``status`` filters pending/confirmed/rejected."""
+#: SQL condition (over :data:`_FLAG_SELECT`'s columns) selecting the flags of each status.
+_STATUS_CONDITION = {"pending": "r.id IS NULL", "confirmed": "r.verdict = 'confirm'", "rejected": "r.verdict = 'reject'"}
+
+
+def list_flags(conn: sqlite3.Connection, status: str | None = None, offset: int = 0,
+               limit: int | None = None) -> list[Flag]:
+    """Flags, highest score first within each playtest; ``status`` filters pending/confirmed/rejected.
+
+    ``offset``/``limit`` page through them in SQL (a night of playtests can raise thousands of
+    flags; the app shows one page at a time). The order ends on the flag id, so pages are stable.
+    """
     ensure_flags_schema(conn)
     if status not in (None, "all", *STATUS_OF_VERDICT.values()):
         raise InputError(f"flag status must be one of all, {', '.join(STATUS_OF_VERDICT.values())}; got {status!r}")
-    flags = [_flag(r) for r in conn.execute(_FLAG_SELECT + " ORDER BY f.created_at, f.playtest, f.score DESC, f.id")]
-    return [f for f in flags if status in (None, "all") or f.status == status]
+    where = f" WHERE {_STATUS_CONDITION[status]}" if status in _STATUS_CONDITION else ""
+    rows = conn.execute(_FLAG_SELECT + where + " ORDER BY f.created_at, f.playtest, f.score DESC, f.id LIMIT ? OFFSET ?",
+                        (-1 if limit is None else int(limit), int(offset)))
+    return [_flag(r) for r in rows]
+
+
+def count_flags(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many flags are pending, confirmed, rejected, and ``all`` of them (counted in SQL)."""
+    ensure_flags_schema(conn)
+    counts = {status: 0 for status in (*STATUS_OF_VERDICT.values(), "all")}
+    for verdict, n in conn.execute(f"SELECT verdict, COUNT(*) FROM ({_FLAG_SELECT}) GROUP BY verdict"):
+        counts[STATUS_OF_VERDICT[verdict]] = n
+        counts["all"] += n
+    return counts
 
 
 def get_flag(conn: sqlite3.Connection, flag_id: int) -> Flag:
@@ -325,18 +346,17 @@ def get_flag(conn: sqlite3.Connection, flag_id: int) -> Flag:
 def decide_flag(conn: sqlite3.Connection, flag_id: int, verdict: str, who: str) -> Flag:
     """Confirm (the bug is there) or reject (false alarm) a flag; writes the frame label for retraining.
 
-    The label goes through :func:`record_labels` (its own transaction), then the review row that
-    points at it is committed; both are on disk when this returns.
+    The label row (through :func:`insert_labels`, the SQL :func:`record_labels` uses) and the
+    review row that points at it are one transaction: a verdict is on disk whole when this
+    returns, and a failure leaves neither a label without its review (which undo could not
+    remove) nor a review without its label.
     """
     if verdict not in VERDICTS:
         raise InputError(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
-    flag = get_flag(conn, flag_id)
-    record_labels(conn, [(flag.frame_id, flag.bug_type, 1 if verdict == "confirm" else 0)], who=who, source=LABEL_SOURCE)
+    flag = get_flag(conn, flag_id)  # also brings the flag and label tables up to date
     with transaction(conn):
-        label_id = conn.execute(
-            "SELECT MAX(id) FROM frame_labels WHERE frame_id = ? AND bug_type = ? AND who = ? AND source = ?",
-            (flag.frame_id, flag.bug_type, who, LABEL_SOURCE),
-        ).fetchone()[0]
+        [label_id] = insert_labels(conn, [(flag.frame_id, flag.bug_type, 1 if verdict == "confirm" else 0)],
+                                   who=who, source=LABEL_SOURCE)
         conn.execute("INSERT INTO flag_reviews (flag_id, verdict, who, created_at, label_id) VALUES (?, ?, ?, ?, ?)",
                      (flag_id, verdict, who, time.time(), label_id))
     return get_flag(conn, flag_id)

@@ -41,19 +41,30 @@ def ensure_labels_schema(conn: sqlite3.Connection) -> None:
     ensure_schema(conn, "frame_labels", SCHEMA)
 
 
-def record_labels(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, int]], who: str = "", source: str = "") -> int:
-    """Append judgements ``(frame_id, bug_type_or_good, 0/1)`` in one transaction."""
-    ensure_labels_schema(conn)
+def insert_labels(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, int]], who: str = "",
+                  source: str = "") -> list[int]:
+    """Append judgements ``(frame_id, bug_type_or_good, 0/1)`` inside the caller's open transaction;
+    their row ids, in order.
+
+    For callers whose label is one half of a larger write (a flag verdict and the review row that
+    points at its label): both commit together or neither does. Call :func:`ensure_labels_schema`
+    first (schema changes take their own transaction).
+    """
+    if not conn.in_transaction:
+        raise RuntimeError("insert_labels writes inside the caller's transaction; open one with "
+                           "bugdet.store.database.transaction(conn) first")
     now = time.time()
-    n = 0
+    return [int(conn.execute(
+        "INSERT INTO frame_labels (frame_id, bug_type, label, who, source, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (int(frame_id), bug_type, int(bool(label)), who, source, now),
+    ).lastrowid) for frame_id, bug_type, label in rows]
+
+
+def record_labels(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, int]], who: str = "", source: str = "") -> int:
+    """Append judgements ``(frame_id, bug_type_or_good, 0/1)`` in one transaction; how many."""
+    ensure_labels_schema(conn)
     with transaction(conn):
-        for frame_id, bug_type, label in rows:
-            conn.execute(
-                "INSERT INTO frame_labels (frame_id, bug_type, label, who, source, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (int(frame_id), bug_type, int(bool(label)), who, source, now),
-            )
-            n += 1
-    return n
+        return len(insert_labels(conn, rows, who=who, source=source))
 
 
 def current_labels(conn: sqlite3.Connection) -> dict[int, dict[str, int]]:

@@ -41,7 +41,7 @@ def load_mask(state: ReviewState, mask_id: int) -> MaskRecord:
 
 def info(state: ReviewState, args: Args) -> dict:
     """Project overview for the page header: counts and which embedding model (pretrained or not)."""
-    from bugdet.review.flags import ensure_flags_schema
+    from bugdet.review.flags import count_flags, ensure_flags_schema
 
     spec = state.model_spec()
     with state.db() as conn:
@@ -56,7 +56,7 @@ def info(state: ReviewState, args: Args) -> dict:
             "embedded_masks": conn.execute("SELECT COUNT(*) FROM embeddings WHERE model_key = ? AND kind = 'mask'",
                                            (spec.key,)).fetchone()[0],
             "cluster_runs": count("SELECT COUNT(*) FROM cluster_runs"),
-            "flags_pending": sum(1 for f in _pending_flags(conn)),
+            "flags_pending": count_flags(conn)["pending"],
         }
         runs = [{"id": r["id"], "k": r["k"], "n_points": r["n_points"], "created_at": r["created_at"]}
                 for r in conn.execute("SELECT id, k, n_points, created_at FROM cluster_runs ORDER BY id DESC")]
@@ -67,12 +67,6 @@ def info(state: ReviewState, args: Args) -> dict:
         "segment_backend": state.segment_backend(), "counts": counts, "runs": runs,
         "token_required": state.token is not None,
     }
-
-
-def _pending_flags(conn):
-    from bugdet.review.flags import list_flags
-
-    return list_flags(conn, "pending")
 
 
 def _cluster_verdicts(conn, run_id: int) -> dict[int, dict]:

@@ -1,4 +1,4 @@
-"""Flag review: frames the detector flagged in playtests, confirmed or rejected by a tester."""
+"""Flag review: frames the detector flagged in playtests, confirmed or rejected by a tester, a page at a time."""
 
 from __future__ import annotations
 
@@ -6,21 +6,24 @@ from starlette.routing import Route
 
 from bugdet.errors import InputError
 from bugdet.review.api.common import Args, endpoint
-from bugdet.review.flags import VERDICTS, decide_flag, get_flag, list_flags
+from bugdet.review.flags import VERDICTS, count_flags, decide_flag, get_flag, list_flags
 from bugdet.review.state import NotFound, ReviewState
 
 STATUSES = ("pending", "confirmed", "rejected", "all")
+#: Flags per page by default, and at most: each card shows a whole frame.
+PAGE = 24
+MAX_PAGE = 200
 
 
 def flags(state: ReviewState, args: Args) -> dict:
+    """One page of the flags with ``status``, plus every status's count (the filter buttons show them)."""
     status = args.str("status", "pending", choices=STATUSES)
+    offset, limit = args.int("offset", 0, lo=0), args.int("limit", PAGE, lo=1, hi=MAX_PAGE)
     with state.db() as conn:
-        found = list_flags(conn, status)
-        counts = {s: 0 for s in STATUSES}
-        for f in list_flags(conn):
-            counts[f.status] += 1
-            counts["all"] += 1
-    return {"status": status, "counts": counts, "flags": [f.to_dict() for f in found]}
+        counts = count_flags(conn)
+        found = list_flags(conn, status, offset, limit)
+    return {"status": status, "counts": counts, "total": counts[status], "offset": offset, "limit": limit,
+            "flags": [f.to_dict() for f in found]}
 
 
 def decision(state: ReviewState, args: Args) -> dict:

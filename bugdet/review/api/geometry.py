@@ -64,13 +64,14 @@ def _predict(state: ReviewState, frame_id: int, args: Args) -> tuple[np.ndarray,
 
 
 def list_frames(state: ReviewState, args: Args) -> dict:
+    """One page of the project's frames in id order, with the total (the frame picker pages through them)."""
     offset, limit = args.int("offset", 0, lo=0), args.int("limit", 60, lo=1, hi=500)
     with state.db() as conn:
         ensure_frames_schema(conn)
         total = conn.execute("SELECT COUNT(*) FROM frames").fetchone()[0]
         rows = conn.execute("SELECT id, width, height, scene, split FROM frames ORDER BY id LIMIT ? OFFSET ?",
                             (limit, offset)).fetchall()
-    return {"total": total, "offset": offset,
+    return {"total": total, "offset": offset, "limit": limit,
             "frames": [{"frame_id": r["id"], "width": r["width"], "height": r["height"], "scene": r["scene"],
                         "split": r["split"]} for r in rows]}
 

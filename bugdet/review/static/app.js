@@ -4,7 +4,8 @@
 const $ = (sel) => document.querySelector(sel);
 const state = { info: null, run: null, clusterOpen: null, clusterOffset: 0, pageSize: 48, textResults: [],
                 frames: [], frameIndex: 0, prompt: { points: [], labels: [], box: null }, preview: null,
-                flagStatus: "pending", map: null, viewerMask: null };
+                frameOffset: 0, framePageSize: 200, framesTotal: 0,
+                flagStatus: "pending", flagOffset: 0, flagPageSize: 24, map: null, viewerMask: null };
 
 // ---------------------------------------------------------------- helpers
 function el(tag, attrs = {}, ...children) {
@@ -71,6 +72,14 @@ function thumb(maskId, extra = {}) {
                      title: `mask ${maskId} (click to see it on its frame)`, onclick: () => openMask(maskId), ...extra });
 }
 
+// "masks 1-48 of 120" and the Previous/Next buttons of a paged list (ids PREFIX-page/-prev/-next).
+function showPage(prefix, noun, data, shown) {
+  const last = Math.min(data.offset + shown, data.total);
+  $(`#${prefix}-page`).textContent = `${noun} ${data.total ? data.offset + 1 : 0}-${last} of ${data.total}`;
+  $(`#${prefix}-prev`).disabled = data.offset === 0;
+  $(`#${prefix}-next`).disabled = last >= data.total;
+}
+
 const utc = (t) => new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19);
 
 // ---------------------------------------------------------------- header
@@ -129,10 +138,7 @@ async function openCluster(cluster, offset) {
   const data = await api(`/api/clusters/${cluster}/masks?run=${state.run}&offset=${state.clusterOffset}&limit=${state.pageSize}`);
   $("#cluster-detail").classList.remove("hidden");
   $("#cluster-title").textContent = `Cluster ${cluster}`;
-  const last = Math.min(data.offset + data.masks.length, data.total);
-  $("#cluster-page").textContent = `masks ${data.total ? data.offset + 1 : 0}-${last} of ${data.total}`;
-  $("#cluster-prev").disabled = data.offset === 0;
-  $("#cluster-next").disabled = last >= data.total;
+  showPage("cluster", "masks", data, data.masks.length);
   $("#cluster-masks").replaceChildren(...data.masks.map((m) =>
     el("figure", { class: "tile" }, thumb(m.mask_id), el("figcaption", {}, `#${m.mask_id} `, statusBadge(m.status)))));
   $("#cluster-detail").scrollIntoView({ block: "nearest" });
@@ -252,13 +258,24 @@ async function textRule(action) {
 }
 
 // ---------------------------------------------------------------- geometry prompts
-async function loadFrames() {
-  const data = await api("/api/frames?limit=500");
-  state.frames = data.frames;
+// The picker holds one page of frames; Previous/Next frame step across pages.
+async function loadFrames(offset = state.frameOffset, index = state.frameIndex) {
+  const data = await api(`/api/frames?offset=${Math.max(0, offset)}&limit=${state.framePageSize}`);
+  state.frames = data.frames; state.frameOffset = data.offset; state.framesTotal = data.total;
   $("#frame-select").replaceChildren(...data.frames.map((f, i) =>
     el("option", { value: i, text: `#${f.frame_id} (${f.split || "no split"}, ${f.width}x${f.height})` })));
-  if (data.frames.length) await showFrame(Math.min(state.frameIndex, data.frames.length - 1));
-  else $("#draw-info").textContent = "No frames in this project yet: run `bugdet ingest` first.";
+  showPage("frames", "frames", data, data.frames.length);
+  if (data.frames.length) await showFrame(Math.min(index, data.frames.length - 1));
+  else $("#draw-info").textContent = data.total ? "No frames on this page." : "No frames in this project yet: run `bugdet ingest` first.";
+}
+
+async function stepFrame(delta) {
+  const index = state.frameIndex + delta;
+  if (index >= state.frames.length && state.frameOffset + state.frames.length < state.framesTotal)
+    return loadFrames(state.frameOffset + state.frames.length, 0);
+  if (index < 0 && state.frameOffset > 0)
+    return loadFrames(Math.max(0, state.frameOffset - state.framePageSize), state.framePageSize - 1);
+  await showFrame(index);
 }
 
 async function showFrame(index) {
@@ -385,7 +402,13 @@ async function saveMask(role) {
 
 // ---------------------------------------------------------------- flags
 async function loadFlags() {
-  const data = await api(`/api/flags?status=${state.flagStatus}`);
+  const page = () => api(`/api/flags?status=${state.flagStatus}&offset=${state.flagOffset}&limit=${state.flagPageSize}`);
+  let data = await page();
+  if (!data.flags.length && data.offset > 0) {  // every flag on this page was decided: show the last page left
+    state.flagOffset = Math.max(0, Math.floor((data.total - 1) / state.flagPageSize) * state.flagPageSize);
+    data = await page();
+  }
+  showPage("flags", "flags", data, data.flags.length);
   document.querySelectorAll(".flag-filter").forEach((b) => {
     b.classList.toggle("active", b.dataset.status === state.flagStatus);
     const names = { pending: "To review", confirmed: "Confirmed", rejected: "Rejected", all: "All" };
@@ -487,13 +510,17 @@ function wire() {
   canvas.addEventListener("mousedown", canvasDown);
   canvas.addEventListener("mousemove", canvasMove);
   canvas.addEventListener("mouseup", canvasUp);
-  $("#frame-prev").addEventListener("click", () => act(() => showFrame(state.frameIndex - 1)));
-  $("#frame-next").addEventListener("click", () => act(() => showFrame(state.frameIndex + 1)));
+  $("#frame-prev").addEventListener("click", () => act(() => stepFrame(-1)));
+  $("#frame-next").addEventListener("click", () => act(() => stepFrame(1)));
+  $("#frames-prev").addEventListener("click", () => act(() => loadFrames(state.frameOffset - state.framePageSize, 0)));
+  $("#frames-next").addEventListener("click", () => act(() => loadFrames(state.frameOffset + state.framePageSize, 0)));
   $("#frame-select").addEventListener("change", () => act(() => showFrame(Number($("#frame-select").value))));
   $("#draw-clear").addEventListener("click", clearPrompt);
   $("#draw-save-source").addEventListener("click", () => act(() => saveMask("source")));
   $("#draw-save-weapon").addEventListener("click", () => act(() => saveMask("weapon")));
-  document.querySelectorAll(".flag-filter").forEach((b) => b.addEventListener("click", () => act(async () => { state.flagStatus = b.dataset.status; await loadFlags(); })));
+  document.querySelectorAll(".flag-filter").forEach((b) => b.addEventListener("click", () => act(async () => { state.flagStatus = b.dataset.status; state.flagOffset = 0; await loadFlags(); })));
+  $("#flags-prev").addEventListener("click", () => act(async () => { state.flagOffset = Math.max(0, state.flagOffset - state.flagPageSize); await loadFlags(); }));
+  $("#flags-next").addEventListener("click", () => act(async () => { state.flagOffset += state.flagPageSize; await loadFlags(); }));
 }
 
 window.addEventListener("DOMContentLoaded", () => act(async () => {
