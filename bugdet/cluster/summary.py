@@ -85,10 +85,34 @@ def contact_sheet(project: Project, run: ClusterRun, per_cluster: int) -> np.nda
     return sheet
 
 
-def embedding_map(project: Project, run: ClusterRun, seed: int = 0) -> np.ndarray:
-    """PCA of the run's embeddings to 2-D, points coloured by cluster (sampled to MAP_POINTS)."""
+def map_sample(count: int, seed: int = 0, limit: int = MAP_POINTS) -> np.ndarray:
+    """Sorted indices of the points a map shows: all ``count`` of them, or ``limit`` drawn with ``seed``.
+
+    Seeded, so the summary image and the review app's map show the same masks for a run.
+    """
+    if count <= limit:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, limit, replace=False))
+
+
+def map_coordinates(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
+    """2-D map coordinates of embedding rows: PCA to two axes, each scaled to 0..1 (N x 2, float).
+
+    The one projection behind every embedding map (the summary's PNG, the review app's canvas),
+    so a tester sees the same picture in both. Fewer than two points sit at the origin.
+    """
     from sklearn.decomposition import PCA
 
+    vectors = np.asarray(vectors, np.float32)
+    if len(vectors) < 2:
+        return np.zeros((len(vectors), 2))
+    xy = PCA(n_components=2, random_state=seed).fit_transform(vectors)
+    lo, hi = xy.min(0), xy.max(0)
+    return (xy - lo) / np.maximum(hi - lo, 1e-9)
+
+
+def embedding_map(project: Project, run: ClusterRun, seed: int = 0) -> np.ndarray:
+    """The run's embeddings on :func:`map_coordinates`, points coloured by cluster (sampled to MAP_POINTS)."""
     conn = project.connect()
     try:
         members = {m.mask_id: m for m in run_members(conn, run.id)}
@@ -97,16 +121,9 @@ def embedding_map(project: Project, run: ClusterRun, seed: int = 0) -> np.ndarra
         conn.close()
     w, h = MAP_SIZE
     canvas = np.full((h, w, 3), 255, np.uint8)
-    if len(ids) > MAP_POINTS:
-        keep = np.random.default_rng(seed).choice(len(ids), MAP_POINTS, replace=False)
-        ids, vectors = ids[keep], vectors[keep]
-    if len(ids) >= 2:
-        xy = PCA(n_components=2, random_state=seed).fit_transform(vectors)
-    else:
-        xy = np.zeros((len(ids), 2))
-    lo, hi = xy.min(0) if len(xy) else 0, xy.max(0) if len(xy) else 1
-    span = np.maximum(hi - lo, 1e-9)
-    px = (40 + (xy - lo) / span * np.array([w - 200, h - 80])).astype(int)
+    keep = map_sample(len(ids), seed)
+    ids = ids[keep]
+    px = (40 + map_coordinates(vectors[keep], seed) * np.array([w - 200, h - 80])).astype(int)
     colours = palette(run.k)
     for (x, y), mask_id in zip(px, ids):
         m = members[int(mask_id)]

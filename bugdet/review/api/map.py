@@ -1,7 +1,8 @@
 """The embedding map: every clustered mask as a point in 2-D, coloured by cluster on the page.
 
-Coordinates are the same projection the cluster summary draws (PCA of the run's mask embeddings,
-seeded by ``filter.cluster.seed``), computed once per run and cached; statuses are read fresh.
+Coordinates come from the cluster summary's :func:`~bugdet.cluster.summary.map_coordinates` on the
+same seeded sample (:func:`~bugdet.cluster.summary.map_sample`, ``filter.cluster.seed``), so the
+page and the summary PNG agree; computed once per run and cached; statuses are read fresh.
 """
 
 from __future__ import annotations
@@ -10,32 +11,22 @@ import numpy as np
 from starlette.routing import Route
 
 from bugdet.cluster.runs import run_members
+from bugdet.cluster.summary import map_coordinates, map_sample
 from bugdet.embed.store import load_embeddings
 from bugdet.refine.decisions import mask_status
 from bugdet.review.api.clusters import _run
 from bugdet.review.api.common import Args, endpoint
 from bugdet.review.state import ReviewState
 
-MAX_POINTS = 5000
-
 
 def _coordinates(state: ReviewState, run_id: int, model_key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(mask ids, Nx2 coordinates in 0..1) of up to MAX_POINTS members of the run."""
-    from sklearn.decomposition import PCA
-
+    """(mask ids, Nx2 coordinates in 0..1) of the run's members the summary map also shows."""
     seed = state.project.config.filter.cluster.seed
     with state.db() as conn:
         members = [m.mask_id for m in run_members(conn, run_id)]
         ids, vectors = load_embeddings(state.project.root, conn, model_key, "mask", members)
-    if len(ids) > MAX_POINTS:
-        keep = np.sort(np.random.default_rng(seed).choice(len(ids), MAX_POINTS, replace=False))
-        ids, vectors = ids[keep], vectors[keep]
-    if len(ids) >= 2:
-        xy = PCA(n_components=2, random_state=seed).fit_transform(vectors)
-    else:
-        xy = np.zeros((len(ids), 2))
-    lo, hi = (xy.min(0), xy.max(0)) if len(xy) else (np.zeros(2), np.ones(2))
-    return ids, (xy - lo) / np.maximum(hi - lo, 1e-9)
+    keep = map_sample(len(ids), seed)
+    return ids[keep], map_coordinates(vectors[keep], seed)
 
 
 def embedding_map(state: ReviewState, args: Args) -> dict:
