@@ -7,10 +7,12 @@ rest of bugdet reads it: the decisions store, the masks table, frame labels.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import socket
+import sqlite3
 import threading
 
 import cv2
@@ -21,13 +23,15 @@ from starlette.testclient import TestClient
 from bugdet.augment.loaders import prompt_weapon_masks
 from bugdet.cli import main
 from bugdet.cluster.runs import get_run, run_members
+from bugdet.cluster.summary import map_coordinates
 from bugdet.embed.pipeline import build_embedder
 from bugdet.embed.store import load_embeddings
 from bugdet.project import Project
-from bugdet.refine.decisions import list_decisions, mask_status
+from bugdet.errors import InputError
+from bugdet.refine.decisions import NewDecision, list_decisions, mask_status, record_decisions, revoke_decisions
 from bugdet.review.app import create_app
 from bugdet.review.flags import import_flag_session, list_flags, write_flag_session
-from bugdet.store.labels import current_labels
+from bugdet.store.labels import current_labels, insert_labels
 from review_project import shared_review_project
 
 WHO = "ana"
@@ -111,6 +115,14 @@ def test_embedding_map_has_every_member_once(client, project):
     assert all(by_id[m.mask_id]["cluster"] == m.cluster for m in members)
     xs, ys = np.array([p["x"] for p in data["points"]]), np.array([p["y"] for p in data["points"]])
     assert xs.min() == 0 and xs.max() == 1 and ys.min() == 0 and ys.max() == 1
+    # The same projection the cluster summary draws: its map_coordinates on the run's embeddings.
+    conn = project.connect()
+    try:
+        ids, vectors = load_embeddings(project.root, conn, run.model_key, "mask", [m.mask_id for m in members])
+    finally:
+        conn.close()
+    expected = map_coordinates(vectors, project.config.filter.cluster.seed)
+    np.testing.assert_allclose(np.stack([xs, ys], 1), expected[np.searchsorted(ids, list(by_id))], atol=1e-4)
 
 
 def test_text_prompt_ranks_by_clip_similarity_and_batch_decision_undoes_as_one(client, project):
@@ -137,6 +149,56 @@ def test_text_prompt_ranks_by_clip_similarity_and_batch_decision_undoes_as_one(c
     assert entry["count"] == 4 and "brick wall" in entry["summary"] and entry["who"] == WHO
     assert client.post("/api/undo", json={"key": res["history_key"]}).status_code == 200
     assert mask_status(project, picked) == {}
+
+
+def _decision_rows(project) -> int:
+    conn = project.connect()
+    try:
+        return conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def failing_insert(project, table: str, when: str):
+    """A real SQLite failure on the next insert into ``table`` matching ``when`` (a trigger aborting
+    it, as a full disk or a constraint would), removed afterwards."""
+    conn = project.connect()
+    try:
+        conn.execute(f"CREATE TRIGGER test_fail BEFORE INSERT ON {table} WHEN {when} "
+                     "BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+        yield
+    finally:
+        conn.execute("DROP TRIGGER IF EXISTS test_fail")
+        conn.close()
+
+
+def test_a_batch_of_decisions_is_all_or_nothing(client, project):
+    _, members = _latest_run(project)
+    picked = [m.mask_id for m in members[:5]]
+    before = _decision_rows(project)
+    # An invalid row at the end: the first four rows were inserted, then rolled back.
+    batch = [NewDecision(scope="mask", action="reject", who=WHO, mask_id=m) for m in picked[:4]]
+    with pytest.raises(InputError, match="action must be one of"):
+        record_decisions(project, batch + [NewDecision(scope="mask", action="maybe", who=WHO, mask_id=picked[4])])
+    # A row the database refuses at the end (its rule does not exist: foreign key).
+    with pytest.raises(sqlite3.IntegrityError):
+        record_decisions(project, batch + [NewDecision(scope="mask", action="pass", mask_id=picked[4], rule_id=10**9)])
+    assert _decision_rows(project) == before and mask_status(project, picked) == {}
+
+    # Through the app: the database fails on the last mask of "reject selected".
+    with failing_insert(project, "decisions", f"NEW.mask_id = {picked[-1]}"):
+        res = TestClient(create_app(project), raise_server_exceptions=False).post("/api/masks/decision", json={"mask_ids": picked, "action": "reject", "who": WHO})
+    assert res.status_code == 500
+    assert _decision_rows(project) == before and mask_status(project, picked) == {}
+
+    done = record_decisions(project, batch)  # the same batch, valid: every row, one shared time
+    assert [d.mask_id for d in done] == picked[:4] and len({d.created_at for d in done}) == 1
+    assert mask_status(project, picked) == {m: "reject" for m in picked[:4]}
+    revoke_decisions(project, [d.id for d in done])
+    assert mask_status(project, picked) == {}
+    with pytest.raises(InputError, match="no decision"):  # an unknown id revokes nothing
+        revoke_decisions(project, [done[0].id, 10**9])
 
 
 def test_text_rule_rejects_everything_above_the_threshold(client, project):
@@ -225,6 +287,62 @@ def test_flag_verdicts_become_frame_labels_and_undo_removes_them(client, project
         conn.close()
 
 
+def _labels_and_reviews(project) -> tuple[list[tuple], list[tuple]]:
+    conn = project.connect()
+    try:
+        labels = [tuple(r) for r in conn.execute("SELECT id, frame_id, bug_type, label, who FROM frame_labels")]
+        reviews = [tuple(r) for r in conn.execute("SELECT id, flag_id, verdict, label_id FROM flag_reviews")]
+    finally:
+        conn.close()
+    return labels, reviews
+
+
+def test_a_flag_verdict_writes_its_label_and_review_together(client, project):
+    flag = client.get("/api/flags", params={"status": "pending"}).json()["flags"][-1]
+    labels, reviews = _labels_and_reviews(project)
+    with failing_insert(project, "flag_reviews", "1"):  # the review row fails after its label was inserted
+        res = TestClient(create_app(project), raise_server_exceptions=False).post(f"/api/flags/{flag['id']}/decision", json={"verdict": "confirm", "who": "cy"})
+    assert res.status_code == 500
+    assert _labels_and_reviews(project) == (labels, reviews)  # no label without its review
+
+    res = client.post(f"/api/flags/{flag['id']}/decision", json={"verdict": "confirm", "who": "cy"})
+    assert res.status_code == 200, res.text
+    new_labels, new_reviews = _labels_and_reviews(project)
+    [label] = [r for r in new_labels if r not in labels]
+    [review] = [r for r in new_reviews if r not in reviews]
+    assert label[1:] == (flag["frame_id"], flag["bug_type"], 1, "cy")
+    assert review[1:] == (flag["id"], "confirm", label[0])  # the review points at exactly that label
+    client.post("/api/undo", json={"key": res.json()["history_key"]})
+    assert _labels_and_reviews(project)[0] == labels
+    conn = project.connect()
+    try:
+        with pytest.raises(RuntimeError, match="inside the caller's transaction"):
+            insert_labels(conn, [(flag["frame_id"], "good", 1)])  # the transactional half needs a transaction
+    finally:
+        conn.close()
+
+
+def test_flags_and_frames_page_with_totals(client, project):
+    conn = project.connect()
+    try:
+        every_flag = [f.id for f in list_flags(conn)]
+        every_frame = [r[0] for r in conn.execute("SELECT id FROM frames ORDER BY id")]
+    finally:
+        conn.close()
+    pages = [client.get("/api/flags", params={"status": "all", "offset": o, "limit": 2}).json() for o in (0, 2, 4, 6)]
+    assert [len(p["flags"]) for p in pages] == [2, 2, 1, 0]
+    assert all(p["total"] == p["counts"]["all"] == len(every_flag) == 5 and p["limit"] == 2 for p in pages)
+    assert [f["id"] for p in pages for f in p["flags"]] == every_flag  # in order, each exactly once
+    pending = client.get("/api/flags", params={"status": "pending", "offset": 1, "limit": 2}).json()
+    assert pending["total"] == pending["counts"]["pending"] and pending["offset"] == 1
+    assert {f["status"] for f in pending["flags"]} == {"pending"} and len(pending["flags"]) == min(2, pending["total"] - 1)
+
+    assert len(every_frame) > 3  # recorded frames plus the flagged playtest frames
+    pages = [client.get("/api/frames", params={"offset": o, "limit": 3}).json() for o in range(0, len(every_frame) + 3, 3)]
+    assert all(p["total"] == len(every_frame) and p["limit"] == 3 for p in pages) and not pages[-1]["frames"]
+    assert [f["frame_id"] for p in pages for f in p["frames"]] == every_frame
+
+
 def test_export_decisions_and_labels_as_json_and_csv(client, project):
     client.post("/api/masks/decision", json={"mask_ids": [1], "action": "keep", "who": WHO})
     history = client.get("/api/history").json()
@@ -261,6 +379,9 @@ def test_export_decisions_and_labels_as_json_and_csv(client, project):
     ("post", "/api/flags/1/decision", {"verdict": "maybe", "who": WHO}, 400, "'verdict' must be one of"),
     ("post", "/api/flags/99999/decision", {"verdict": "confirm", "who": WHO}, 404, "no flag #99999"),
     ("get", "/api/flags?status=lost", None, 400, "'status' must be one of"),
+    ("get", "/api/flags?limit=0", None, 400, "'limit' must be between 1 and 200"),
+    ("get", "/api/flags?offset=-1", None, 400, "'offset' must be between 0"),
+    ("get", "/api/frames?limit=501", None, 400, "'limit' must be between 1 and 500"),
     ("post", "/api/undo", {"key": "decision:999999"}, 404, "no history entry"),
     ("post", "/api/undo", {"key": "drop table"}, 400, "history entry must look like"),
     ("get", "/api/export?what=everything", None, 400, "'what' must be one of"),

@@ -158,8 +158,11 @@ def test_tester_scenario_in_a_real_browser(project, server, browser_page, tmp_pa
     snap(page, shots, "3-text-prompt")
 
     # Geometry prompt: drag a box around the weapon, preview, save it as the weapon mask.
+    page.evaluate("state.framePageSize = 3")  # small pages, so this project's frames span several
     open_view(page, "draw")
     page.wait_for_function("state.frames.length > 0 && state.frameImage !== undefined")
+    frames_total = int(page.evaluate("state.framesTotal"))
+    assert frames_total > 3 and page.inner_text("#frames-page") == f"frames 1-3 of {frames_total}"
     page.check("input[name=draw-mode][value=box]")
     canvas = page.locator("#draw-canvas").bounding_box()
     frame_id = int(page.evaluate("state.frames[state.frameIndex].frame_id"))
@@ -172,6 +175,11 @@ def test_tester_scenario_in_a_real_browser(project, server, browser_page, tmp_pa
     snap(page, shots, "4-draw-preview")
     page.click("#draw-save-weapon")
     page.wait_for_function("document.querySelector('#draw-saved').innerText.includes('weapon mask')")
+    page.click("#frames-next")  # the picker's next page ...
+    page.wait_for_function("state.frameOffset === 3 && state.frames.length > 0")
+    assert page.inner_text("#frames-page").startswith("frames 4-") and page.is_enabled("#frames-prev")
+    page.click("#frame-prev")  # ... and stepping back a frame crosses to the end of the page before
+    page.wait_for_function("state.frameOffset === 0 && state.frameIndex === 2")
 
     # Flag review: confirm the first flag.
     open_view(page, "flags")
@@ -181,6 +189,13 @@ def test_tester_scenario_in_a_real_browser(project, server, browser_page, tmp_pa
     snap(page, shots, "5-flags")
     page.locator(".card.flag").first.locator("button.reject").click()
     page.wait_for_function(f"!document.querySelector(\".card.flag[data-flag='{flag_id}']\")")
+    page.evaluate("state.flagPageSize = 2")
+    page.click("button[data-status='pending']")
+    page.wait_for_function("document.querySelector('#flags-page').innerText === 'flags 1-2 of 4'")
+    assert page.locator(".card.flag").count() == 2 and not page.is_enabled("#flags-prev")
+    page.click("#flags-next")
+    page.wait_for_function("document.querySelector('#flags-page').innerText === 'flags 3-4 of 4'")
+    assert not page.is_enabled("#flags-next")
 
     # Reload: every decision is still there, shown by the page.
     page.reload()
