@@ -108,7 +108,7 @@ def test_bench_measure_reports_the_issue_fields_and_a_breakdown_that_adds_up(mod
     assert sum(parts[k] for k in stages) == pytest.approx(parts["grpc_mean"], abs=1e-2)
     assert parts["of_which_empty_rpc"] + parts["of_which_payload_and_wakeups"] == pytest.approx(parts["client_grpc_and_transport"], abs=1e-2)
     assert parts["server_decode"] > 0 and parts["server_infer"] > 0 and parts["server_queue"] == 0.0  # lone calls run inline
-    assert set(result["inproc_stages_ms"]) == {"decode", "infer", "postprocess", "total_mean"}
+    assert set(result["inproc_stages_ms"]) == {"decode", "infer", "postprocess", "total_mean", "decode_p50", "infer_p50", "postprocess_p50"}
     stream = result["stream_breakdown"]
     assert 0 < stream["worker_busy_fraction"] <= 1.0 and 1 <= stream["mean_batch"] <= 4
     assert stream["server_cpu_ms_per_frame"] >= 0 and stream["inproc_cpu_ms_per_frame"] >= 0  # /proc ticks are 10 ms

@@ -304,8 +304,11 @@ def _report(latency: dict[str, list[float]], engine_blocks: list[tuple[dict, dic
         "server_handler_other": _ms(handler - decode - queue - infer - respond),
         "grpc_mean": _ms(grpc_mean),
     }
+    # Means, to set beside the server's (its histograms give sums and counts); medians too, because
+    # on a loaded machine a few preempted calls move a mean by more than the service costs.
     inproc_means = {name: _ms(statistics.mean(values)) for name, values in inproc_stages.items() if values}
     inproc_means["total_mean"] = _ms(statistics.mean(latency["inproc"]) / 1000)
+    inproc_means.update({f"{name}_p50": _ms(statistics.median(values)) for name, values in inproc_stages.items() if values})
 
     per_round = []
     for before, after, wall, client_cpu in stream_rounds:
