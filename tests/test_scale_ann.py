@@ -4,8 +4,8 @@ Recall guarantees stated here (default nprobe, IVF forced with ``flat_below=0``)
   * near-duplicate range search (IVFn,Flat): recall >= 0.99 of the exact pairs, and no pair below
     the threshold (full vectors keep the threshold exact);
   * kNN with IVFn,Flat: recall@10 >= 0.95 for held-out queries;
-  * kNN with IVFn,PQ16 (64-d vectors in 16 bytes, approximate similarities): recall@10 >= 0.5 and
-    the true nearest within the top 10 for >= 0.85 of queries (measured 0.61 and 0.92).
+  * kNN with IVFn,PQ16 (32-d float vectors in 16 bytes, approximate similarities): recall@10 >= 0.6
+    and the true nearest within the top 10 for >= 0.95 of queries (measured 0.82 and 0.996).
 """
 
 from __future__ import annotations
@@ -62,8 +62,20 @@ def test_ivf_range_search_matches_exact_pairs():
     assert (flat_kept == ivf_kept).mean() >= 0.99
 
 
-def test_ivf_knn_recall_flat_cells_and_pq():
-    x = clustered(PQ_MIN_VECTORS + 2000, seed=1)
+@pytest.fixture
+def one_faiss_thread():
+    """PQ training runs many short parallel loops; on a shared 2-core machine OpenMP threads spinning
+    against other processes make it several times slower than one thread."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
+
+
+def test_ivf_knn_recall_flat_cells_and_pq(one_faiss_thread):
+    x = clustered(PQ_MIN_VECTORS + 2000, d=32, seed=1)
     base, queries = x[:-500], x[-500:]
     _, exact = knn_search(base, queries, 10, IndexConfig())
 
@@ -73,8 +85,8 @@ def test_ivf_knn_recall_flat_cells_and_pq():
     _, ivf = knn_search(base, queries, 10, IVF)
     assert recall(ivf) >= 0.95
     _, pq = knn_search(base, queries, 10, IndexConfig(flat_below=0, pq_m=16))
-    assert recall(pq) >= 0.5
-    assert np.mean([e[0] in f for e, f in zip(exact, pq)]) >= 0.85
+    assert recall(pq) >= 0.6
+    assert np.mean([e[0] in f for e, f in zip(exact, pq)]) >= 0.95
 
 
 def test_knn_vote_with_ivf_agrees_with_exact():

@@ -8,6 +8,7 @@ what is tested, not what the vectors mean.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from bugdet.cluster.runs import run_members
 from bugdet.embed.histogram import ColourHistogramTestEmbedder
 from bugdet.embed.pipeline import build_embedder, embed_frames, embed_masks
 from bugdet.embed.store import load_embeddings
-from bugdet.errors import BugdetError
+from bugdet.errors import BugdetError, InputError
 from bugdet.ingest.ingester import ingest
 from bugdet.playtest.recorder import record
 from bugdet.playtest.session import PlaytestSpec
@@ -28,13 +29,16 @@ from bugdet.segment.masks import iter_masks
 from bugdet.segment.run import segment_project
 
 EMBED = ["filter.embed.model=ViT-S-32", "filter.embed.pretrained=none", "filter.embed.backend=torch",
-         "filter.cluster.k=6", "segment.max_masks_per_frame=20", "segment.commit_every=2"]
+         "filter.cluster.k=6", "segment.max_masks_per_frame=8", "segment.commit_every=2"]
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
+    import cloudpickle
     import ray
 
+    # The test doubles below live in this test module, which Ray workers cannot import: send them by value.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 2**20, configure_logging=False)
     yield ray
     ray.shutdown()
@@ -135,3 +139,31 @@ def test_chunks_keep_each_frames_masks_together():
     assert [len(c) for c in chunks] == [10, 10, 3]
     assert all(len({it.frame_id for it in c}) == len(c) // 5 + (len(c) % 5 > 0) for c in chunks)
     assert sorted(it.id for c in chunks for it in c) == list(range(23))
+
+
+class FailingEmbedder(ColourHistogramTestEmbedder):
+    """Raises the user error a bad crop would raise, from inside the actor."""
+
+    key = "failing-test-double"
+
+    def _embed_image_batch(self, images):
+        raise InputError("crop 7 is unreadable")
+
+
+def test_user_errors_from_actors_reach_the_caller_as_themselves(projects):
+    _, remote = projects
+    with pytest.raises(InputError, match="^crop 7 is unreadable$"):
+        embed_frames(remote, FailingEmbedder())
+
+
+def test_model_errors_on_actors_reach_the_caller(tmp_path, projects):
+    """A segmenter that cannot be built on the actors (SAM without a checkpoint) fails the run
+    with the same one-line error as in-process."""
+    _, remote = projects
+    broken = Project.open(remote.root, EMBED + ["scale.backend=ray", "segment.backend=sam"])
+    local = Project.open(remote.root, EMBED + ["segment.backend=sam"])
+    with pytest.raises(BugdetError) as in_process:
+        segment_project(local, limit=1)
+    with pytest.raises(BugdetError) as on_ray:
+        segment_project(broken, limit=1)
+    assert type(on_ray.value) is type(in_process.value) and str(on_ray.value) == str(in_process.value)

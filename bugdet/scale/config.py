@@ -17,7 +17,7 @@ class IndexConfig(Section):
         None, ge=1, description="IVF inverted lists; null = 2 * sqrt(N), at most (training sample) / 39 (FAISS's training minimum).",
     )
     nprobe: int = Field(
-        16, ge=1, description="IVF lists visited per query: higher = better recall, slower (nprobe = nlist is exact).",
+        8, ge=1, description="IVF lists visited per query: higher = better recall, slower (nprobe = nlist is exact).",
     )
     pq_m: int | None = Field(
         None, ge=1,

@@ -32,14 +32,13 @@ class EmbedActor(PayloadActor):
 
     def __init__(self, make_embedder: Callable[[], Embedder], crops: CropFunction, driver_cwd: str | None = None,
                  threads: int = 1) -> None:
-        super().__init__(driver_cwd, threads)
-        self.embedder = make_embedder()
+        super().__init__(make_embedder, driver_cwd, threads)
         self.crops = crops
 
     def process(self, chunk: list[Any]) -> tuple[np.ndarray, np.ndarray]:
         pairs = list(self.crops(chunk))
         ids = np.array([item_id for item_id, _ in pairs], np.int64)
-        return ids, self.embedder.embed_images([image for _, image in pairs])
+        return ids, self.model.embed_images([image for _, image in pairs])
 
 
 def chunk_by_frame(items: Sequence[Any], size: int) -> Iterator[list[Any]]:

@@ -20,7 +20,8 @@ import os
 import pickle
 import sys
 from abc import ABC, abstractmethod
-from typing import Any, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -98,27 +99,54 @@ def map_on_actors(cfg: ScaleConfig, items: Iterable[Any], actor_class: type, con
     )
     for batch in results.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
         for payload in batch[PAYLOAD]:
-            yield pickle.loads(payload)
+            result = pickle.loads(payload)
+            if isinstance(result, RaisedOnActor):
+                raise result.error
+            yield result
+
+
+@dataclass
+class RaisedOnActor:
+    """A user error (bad input, bad config) an actor raised, sent back as a result: Ray Data would
+    wrap it in its own exception with a remote traceback, and the CLI must print its one line."""
+
+    error: BugdetError
 
 
 class PayloadActor(ABC):
     """Base of the stages' actor classes: unpickles items, calls :meth:`process` per item, pickles results.
 
-    ``driver_cwd``: relative project paths resolve on a local cluster as they do on the driver
-    (the actor moves there when that directory exists on its node).
+    ``build`` makes the actor's model (``self.model``) once. ``driver_cwd``: relative project paths
+    resolve on a local cluster as they do on the driver (the actor moves there when that directory
+    exists on its node). A user error while building (weights missing on this node) is kept and
+    returned for every item, so it reaches the driver as the error it is.
     """
 
-    def __init__(self, driver_cwd: str | None = None, threads: int = 1) -> None:
+    def __init__(self, build: Callable[[], Any], driver_cwd: str | None = None, threads: int = 1) -> None:
         if driver_cwd and os.path.isdir(driver_cwd):
             os.chdir(driver_cwd)
         limit_threads(threads)
+        self.startup_error: BugdetError | None = None
+        try:
+            self.model = build()
+        except BugdetError as exc:
+            self.startup_error = exc
+
+    def _process_or_error(self, item: Any) -> Any:
+        if self.startup_error is not None:
+            return RaisedOnActor(self.startup_error)
+        try:
+            return self.process(item)
+        except BugdetError as exc:
+            return RaisedOnActor(exc)
 
     @abstractmethod
     def process(self, item: Any) -> Any:
         """One work item -> one picklable result."""
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = [pickle.dumps(self.process(pickle.loads(p)), protocol=pickle.HIGHEST_PROTOCOL) for p in batch[PAYLOAD]]
+        out = [pickle.dumps(self._process_or_error(pickle.loads(p)), protocol=pickle.HIGHEST_PROTOCOL)
+               for p in batch[PAYLOAD]]
         result = np.empty(len(out), dtype=object)
         result[:] = out
         return {PAYLOAD: result}

@@ -31,11 +31,10 @@ class SegmentActor(PayloadActor):
 
     def __init__(self, project: Project, name: str, auto_store: str | None, needs_generator: bool,
                  driver_cwd: str | None = None, threads: int = 1) -> None:
-        super().__init__(driver_cwd, threads)
+        super().__init__(lambda: build_generator(project, name) if needs_generator else None, driver_cwd, threads)
         self.project = project
         self.name = name
         self.auto_store = auto_store
-        self.generator = build_generator(project, name) if needs_generator else None
         self._conn: sqlite3.Connection | None = None
 
     def process(self, item: WorkItem) -> tuple[list[Any], list[str]]:
@@ -43,7 +42,7 @@ class SegmentActor(PayloadActor):
         if self._conn is None:  # read-only use: frame legends for engine masks
             self._conn = self.project.connect()
         report = SegmentReport(backend=self.name)
-        results = _segment_frame(self.project, self._conn, frame, self.generator if needs_auto else None,
+        results = _segment_frame(self.project, self._conn, frame, self.model if needs_auto else None,
                                  needs_engine, self.auto_store, report)
         return results, report.problems
 
