@@ -5,7 +5,9 @@ pixels, the resized input) and frees them a moment later. With glibc's defaults,
 shrinks the heap (``M_TRIM_THRESHOLD``) or unmaps them (``M_MMAP_THRESHOLD``), so the next frame
 page-faults the same memory back in: measured ~35 page faults per 320x240 RGBA frame in a
 ``DetectStream`` and ~0.1 ms of server CPU per frame, against ~3 with the thresholds raised.
-A dedicated inference process can afford to keep that memory mapped.
+A dedicated inference process can afford to keep that memory mapped; the price is that its
+resident size stays near its peak (up to ``trim_threshold`` of freed heap is kept) instead of
+shrinking after a burst.
 """
 
 from __future__ import annotations
