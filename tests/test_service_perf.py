@@ -119,11 +119,14 @@ def test_bench_measure_reports_the_issue_fields_and_a_breakdown_that_adds_up(mod
 
 def test_allocator_tuning_applies_on_glibc_and_the_server_still_serves(models: Path) -> None:
     import platform
+    import subprocess
+    import sys
 
-    from service.allocator import keep_frame_buffers_mapped
-
-    # Where glibc is the C library the thresholds must take; elsewhere the call is a no-op (False).
-    assert keep_frame_buffers_mapped() == (platform.libc_ver()[0] == "glibc")
+    # In a child process (it changes the whole process's malloc). Where glibc is the C library the
+    # thresholds must take; elsewhere the call is a no-op that says so (False).
+    probe = "from service.allocator import keep_frame_buffers_mapped as k; print(k())"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+    assert out.stdout.strip() == str(platform.libc_ver()[0] == "glibc")
     frames, _ = scene_frames(2, seed=23)
     with running(models) as (server, address):
         assert server.wait_until_serving(30)
