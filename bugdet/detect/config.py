@@ -38,7 +38,7 @@ class DetectConfig(Section):
     bug_fraction: float = Field(0.25, gt=0, lt=1, description="Share of each labeled batch drawn from the few bug frames (oversampling).")
     localisation_weight: float = Field(0.5, ge=0, description="Weight of the activation-map loss on objective samples' bug masks.")
     color_jitter: float = Field(
-        0.0, ge=0, le=1.5,
+        0.5, ge=0, le=1.5,
         description="Strength of per-frame colour jitter on training batches (0 = off): helps a detector trained on one palette work on scene variants it never saw.",
     )
     patience: int = Field(3, ge=1, description="Early stopping: epochs without validation improvement before a phase ends.")

@@ -64,7 +64,7 @@ class QualitySettings:
     weapon_source: str = "auto"
     patience: int = 10  # the best validation epoch is kept either way; few epochs, so rarely stop early
     unlabeled_fraction: float = 0.25
-    color_jitter: float = 0.0
+    color_jitter: float = 0.5  # as detect.color_jitter's default: test levels use palettes training never saw
     objective_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per bug type, overrides the objective's defaults
     device: str = "cpu"
 
