@@ -52,3 +52,13 @@ def test_user_errors_are_one_line(tmp_path: Path) -> None:
                           "ingest.stride: Input should be greater than or equal to 1")
     (tmp_path / "p" / "bugdet.yaml").write_text("ingest:\n  strde: 2\n")
     assert_one_line_error(run("status", "-p", str(tmp_path / "p")), "ingest.strde: Extra inputs are not permitted")
+
+
+def test_usage_mistakes_get_usage_not_a_traceback(tmp_path: Path) -> None:
+    """An unknown option or a missing argument is the user's mistake: click's usage message and
+    exit status 2, whichever click (its own or typer's vendored copy) raised it."""
+    for args in (("init", str(tmp_path / "p"), "--no-such-flag"), ("init",), ("train", "--nope")):
+        result = run(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert "Usage:" in result.stderr and "Error:" in result.stderr

@@ -62,6 +62,13 @@ def _root(
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
 
+# Typer >= 0.20 vendors its own click, whose exceptions are not click's: catch both families.
+_USAGE_ERRORS: tuple[type[Exception], ...] = (click.exceptions.ClickException,)
+if hasattr(typer, "TyperException"):
+    _USAGE_ERRORS += (typer.TyperException,)
+_ABORTS = (click.exceptions.Abort, typer.Abort)
+_EXITS = (click.exceptions.Exit, typer.Exit)
+
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``bugdet`` script."""
@@ -70,13 +77,17 @@ def main(argv: list[str] | None = None) -> None:
     except BugdetError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except _ABORTS:
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except _USAGE_ERRORS as exc:
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            typer.echo(f"error: {exc}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except _EXITS as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
