@@ -13,8 +13,10 @@ and leaves a project directory to look at. Each step is the same library call th
   augment  an FPPC objective sample sheet (over vs behind the weapon)
   train    the detector, multi-task: objective + the 10 labels; thresholds calibrated on val
   evaluate on the held-out test level at ~1% prevalence
-  export   an ONNX model package with a parity check
-  playtest the playtest world streams frames to the gRPC service and writes a report
+  export   an ONNX model package with a parity check, into the versioned model registry
+  promote  the package to champion: what the service serves (the nightly job's last step)
+  playtest the playtest world streams frames to the gRPC service and writes a report; the
+           frames it flagged go to the review app's flag queue (``bugdet review -p DIR``)
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ DEMO_OVERRIDES = [
     "detect.steps_per_epoch=30",
 ]
 
+MODEL_NAME = "fppc-demo"
+
 #: (split, scene, seed, frames, prevalence): seeds follow the playtest world's split rule.
 CAPTURES = [
     ("train", "park", 11, 600, 0.03),
@@ -61,11 +65,12 @@ def run_demo(root: Path, progress: Progress | None = None, serve: bool = True) -
     from bugdet.cluster.summary import write_summary
     from bugdet.detect.pipeline import evaluate_project, train_project
     from bugdet.embed.pipeline import build_embedder, embed_masks
-    from bugdet.export.package import export_package
+    from bugdet.export.package import default_version, export_package
     from bugdet.imageio import read_rgb
     from bugdet.ingest.ingester import ingest
     from bugdet.playtest.recorder import record
     from bugdet.playtest.session import PlaytestSpec
+    from bugdet.registry import Registry
     from bugdet.segment.run import segment_project
     from bugdet.store.frames import iter_frames
     from bugdet.store.labels import current_labels, record_labels, sample_labels_from_ground_truth
@@ -112,17 +117,21 @@ def run_demo(root: Path, progress: Progress | None = None, serve: bool = True) -
              f"{bug} F1 {m.f1:.3f}, PR-AUC {m.pr_auc:.3f}, precision@50%recall {m.precision_at_recall_0_5:.3f}")
 
     calibration = [read_rgb(project.root / f.path) for f in list(iter_frames(conn, split="val"))[:8]]
-    exported = export_package(detector, calibration, project.stage_dir("packages"), name="fppc-demo",
+    registry = Registry(project.stage_dir("registry"))
+    version = default_version()
+    exported = export_package(detector, calibration, registry.versions_dir(MODEL_NAME), name=MODEL_NAME, version=version,
                               thresholds=trained.result.thresholds,
                               training_data={"run": trained.run_dir.name}, metrics=evaluation.to_dict())
     step(f"export: {exported.path} (ONNX parity max abs diff {exported.parity.max_abs_diff:.2e})")
+    champion = registry.promote(MODEL_NAME, version, reason="demo: newest trained detector")
+    step(f"registry: {MODEL_NAME} {champion.version} is the champion the service serves ({registry.root})")
 
     if serve:
         from bugdet.export.harness import run_playtest
         from bugdet.export.harness_report import write_report
         from service.client import SpawnedServer
 
-        with SpawnedServer(str(project.root / "packages")) as server:
+        with SpawnedServer(str(registry.root)) as server:
             run = run_playtest(server.address, scene="park", seed=200012, frames=240, bugs=("fppc",), prevalence=0.05)
         html, _ = write_report(run, project.stage_dir("playtest-report"))
         from bugdet.review.flags import import_playtest_flags  # flagged frames -> `bugdet review` (Detector flags)

@@ -21,6 +21,8 @@ def demo(
     for step in result.steps:
         console.print(f"[green]✓[/] {step}")
     console.print(f"demo project: {result.project.root}")
+    console.print(f"next: `bugdet review -p {result.project.root}` to review the flagged frames and the clusters in a browser; "
+                  f"`bugdet serve --models {result.project.root / 'registry'}` serves the champion")
 
 
 def register(app: typer.Typer) -> None:
