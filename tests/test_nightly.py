@@ -215,7 +215,6 @@ def test_a_second_run_is_locked_out(first_night: FirstNight) -> None:
     assert sorted((cfg.state_path / "runs").iterdir()) == runs_before  # the locked-out run created nothing
 
 
-@pytest.mark.slow
 def test_a_challenger_made_worse_on_purpose_is_not_promoted(first_night: FirstNight, tmp_path: Path, night2: Path) -> None:
     cfg = copy_site(first_night.site, tmp_path / "site")
     champion = Registry(cfg.registry_dir).champion("detector").version
@@ -251,7 +250,6 @@ def test_a_challenger_made_worse_on_purpose_is_not_promoted(first_night: FirstNi
     assert "champion kept" in result.report_html.read_text()
 
 
-@pytest.mark.slow
 def test_a_damaged_challenger_package_fails_the_run_and_the_champion_keeps_serving(
         first_night: FirstNight, tmp_path: Path, night2: Path) -> None:
     cfg = copy_site(first_night.site, tmp_path / "site")
@@ -278,7 +276,6 @@ def test_a_damaged_challenger_package_fails_the_run_and_the_champion_keeps_servi
     assert unfinished_run(cfg.state_path) is None and RunState.load(state.path).status == "abandoned"
 
 
-@pytest.mark.slow
 def test_a_run_killed_mid_training_resumes_from_its_checkpoint(first_night: FirstNight, tmp_path: Path, night2: Path) -> None:
     site = tmp_path / "site"
     cfg = copy_site(first_night.site, site, epochs=5)
