@@ -121,6 +121,24 @@ def test_objective_batches_pair_positives_with_negatives_and_masks(playtest) -> 
     assert (coverage[0::2] > 0).all() and (coverage[1::2] == 0).all()
 
 
+def test_colour_jitter_touches_labeled_frames_only(playtest) -> None:
+    """Multi-task batches: the real labeled frames are jittered, the objective pairs are not."""
+    from bugdet.detect.train import plan_phases
+
+    frames, targets, sources = playtest
+    labeled = [f for f in frames if f.is_bug][:4] + [f for f in frames if not f.is_bug][:8]
+    batches = {}
+    for strength in (0.0, 1.0):
+        sampler = ObjectiveSampler([build_objective("fppc")], targets, sources, ["fppc"], SIZE)
+        s = settings(mode="multitask", color_jitter=strength, batch_size=16, objective_fraction=0.5)
+        trainer = Trainer(create_detector(TINY, ["fppc"]), s, labeled=labeled, objective=sampler, val=frames[::4])
+        batches[strength] = trainer._batch(plan_phases(s)[0], np.random.default_rng(5))
+    plain, jittered = batches[0.0].images, batches[1.0].images
+    assert torch.equal(plain[:8], jittered[:8])  # objective pairs: identical
+    labeled_change = (plain[8:] - jittered[8:]).abs().flatten(1).mean(1)
+    assert bool((labeled_change > 0.005).all())
+
+
 def test_modes_refuse_missing_inputs(playtest) -> None:
     frames, _, _ = playtest
     goods = [f for f in frames if not f.is_bug][:5]

@@ -146,22 +146,25 @@ class Trainer:
 
     # -- batches ---------------------------------------------------------------------------
     def _batch(self, phase: Phase, rng: np.random.Generator) -> Batch:
-        batch = self._raw_batch(phase, rng)
-        if self.s.color_jitter > 0:
-            batch.images = color_jitter(batch.images, np.random.default_rng(rng.integers(1 << 62)), self.s.color_jitter)
-        return batch
-
-    def _raw_batch(self, phase: Phase, rng: np.random.Generator) -> Batch:
         n = self.s.batch_size
         if phase.labeled and phase.objective:
             n_obj = int(round(n * self.s.objective_fraction))
             n_obj -= n_obj % 2  # objective samples come in pairs
             a = self.objective.batch(rng, n_obj, self.map_size)
-            b = self.labeled.batch(rng, n - n_obj)
+            b = self._labeled_batch(rng, n - n_obj)
             return concat_batches(a, b)
         if phase.objective:
             return self.objective.batch(rng, n, self.map_size)
-        return self.labeled.batch(rng, n)
+        return self._labeled_batch(rng, n)
+
+    def _labeled_batch(self, rng: np.random.Generator, n: int) -> Batch:
+        """Labeled frames, colour-jittered: a handful of real frames seen hundreds of times would
+        otherwise teach their palette. Objective pairs are not jittered: they are made fresh from
+        many targets every step, and jitter on them hurt multi-task runs in the quality bench."""
+        batch = self.labeled.batch(rng, n)
+        if self.s.color_jitter > 0:
+            batch.images = color_jitter(batch.images, np.random.default_rng(rng.integers(1 << 62)), self.s.color_jitter)
+        return batch
 
     def _loss(self, batch: Batch) -> torch.Tensor:
         dev = self.s.device
