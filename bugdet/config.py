@@ -42,7 +42,7 @@ class ProjectConfig(Section):
     scale: ScaleConfig = Field(default_factory=ScaleConfig)
 
 
-def _format_validation_error(source: str, err: ValidationError) -> str:
+def format_validation_error(source: str, err: ValidationError) -> str:
     first = err.errors()[0]
     path = ".".join(str(p) for p in first["loc"]) or "<root>"
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
@@ -58,7 +58,7 @@ def parse_config(data: dict[str, Any] | None, source: str = CONFIG_FILENAME) -> 
     try:
         return ProjectConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(source, err)) from None
+        raise ConfigError(format_validation_error(source, err)) from None
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, PrivateAttr, ValidationError
 
-from bugdet.config import _format_validation_error, read_yaml, render_commented_yaml
+from bugdet.config import format_validation_error, read_yaml, render_commented_yaml
 from bugdet.config_base import Section
 from bugdet.errors import ConfigError
 
@@ -99,7 +99,7 @@ def load_nightly_config(path: Path) -> NightlyConfig:
     try:
         cfg = NightlyConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(str(path), err)) from None
+        raise ConfigError(format_validation_error(str(path), err)) from None
     cfg._base_dir = path.resolve().parent
     return cfg
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence, Union
 import numpy as np
 
 from bugdet.errors import InputError
-from bugdet.store.database import ensure_schema, transaction
+from bugdet.store.database import ensure_schema, require_transaction, transaction
 
 if TYPE_CHECKING:
     from bugdet.project import Project
@@ -202,12 +202,6 @@ _INSERT = (
 )
 
 
-def _require_transaction(conn: sqlite3.Connection, what: str) -> None:
-    if not conn.in_transaction:
-        raise RuntimeError(f"{what} writes inside the caller's transaction; open one with "
-                           "bugdet.store.database.transaction(conn) first")
-
-
 def insert_decisions(conn: sqlite3.Connection, decisions: Iterable[NewDecision]) -> list[int]:
     """Validate and insert ``decisions`` inside the caller's open transaction; their ids, in order.
 
@@ -217,7 +211,7 @@ def insert_decisions(conn: sqlite3.Connection, decisions: Iterable[NewDecision])
     :func:`bugdet.store.database.transaction` does. Call :func:`ensure_decisions_schema` first
     (schema changes take their own transaction).
     """
-    _require_transaction(conn, "insert_decisions")
+    require_transaction(conn, "insert_decisions")
     now = time.time()
     ids: list[int] = []
     for decision in decisions:
@@ -348,7 +342,7 @@ def mark_revoked(conn: sqlite3.Connection, decision_ids: Sequence[int]) -> None:
     Unknown ids raise :class:`InputError`, which rolls the caller's transaction back. Call
     :func:`ensure_decisions_schema` first.
     """
-    _require_transaction(conn, "mark_revoked")
+    require_transaction(conn, "mark_revoked")
     _fetch(conn, decision_ids)  # raises InputError for an unknown id
     now = time.time()
     conn.executemany("UPDATE decisions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",

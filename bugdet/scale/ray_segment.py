@@ -3,10 +3,10 @@
 :func:`bugdet.segment.run.segment_project` decides which frames need which masks (``todo``) and,
 with ``scale.backend: ray`` and no caller-supplied predictor, hands that list here. Each actor
 builds the automatic mask generator once (:func:`~bugdet.segment.run.build_generator`) and runs
-the very same per-frame function as the in-process loop (``_segment_frame``: read the frame, engine
+the very same per-frame function as the in-process loop (``segment_frame``: read the frame, engine
 masks from the ID map, point priors, automatic masks), so a frame's masks do not depend on where
 it ran. The driver commits results every ``segment.commit_every`` frames with the in-process
-``_commit``: one writer, same transactions, same resumability.
+``commit_masks``: one writer, same transactions, same resumability.
 
 Actors read frames from the project directory themselves (on a multi-node cluster it must be on
 storage every node mounts at the same path); only mask records (run-length encoded) come back.
@@ -20,7 +20,7 @@ from typing import Any
 from bugdet.progress import Progress
 from bugdet.project import Project
 from bugdet.scale.ray_runtime import PayloadActor, map_on_actors
-from bugdet.segment.run import SegmentReport, _commit, _segment_frame, build_generator
+from bugdet.segment.run import SegmentReport, commit_masks, segment_frame, build_generator
 from bugdet.store.frames import FrameRow
 
 WorkItem = tuple[FrameRow, bool, bool]   # frame, needs automatic masks, needs engine masks
@@ -42,7 +42,7 @@ class SegmentActor(PayloadActor):
         if self._conn is None:  # read-only use: frame legends for engine masks
             self._conn = self.project.connect()
         report = SegmentReport(backend=self.name)
-        results = _segment_frame(self.project, self._conn, frame, self.model if needs_auto else None,
+        results = segment_frame(self.project, self._conn, frame, self.model if needs_auto else None,
                                  needs_engine, self.auto_store, report)
         return results, report.problems
 
@@ -63,7 +63,7 @@ def segment_on_ray(project: Project, conn: sqlite3.Connection, todo: list[WorkIt
         report.problems.extend(problems)
         report.frames_segmented += 1
         if len(pending) >= project.config.segment.commit_every:
-            _commit(conn, pending, report)
+            commit_masks(conn, pending, report)
         progress.advance()
-    _commit(conn, pending, report)
+    commit_masks(conn, pending, report)
     return report

@@ -132,12 +132,12 @@ def segment_project(
         progress.start(f"segment ({name})", len(todo))
         pending: list[_FrameResult] = []
         for frame, needs_auto, needs_engine in todo:
-            pending.extend(_segment_frame(project, conn, frame, generator if needs_auto else None, needs_engine, auto_store, report))
+            pending.extend(segment_frame(project, conn, frame, generator if needs_auto else None, needs_engine, auto_store, report))
             report.frames_segmented += 1
             if len(pending) >= cfg.commit_every:
-                _commit(conn, pending, report)
+                commit_masks(conn, pending, report)
             progress.advance()
-        _commit(conn, pending, report)
+        commit_masks(conn, pending, report)
     finally:
         conn.close()
         report.seconds = time.perf_counter() - started
@@ -157,7 +157,7 @@ def build_generator(project: Project, name: str, predictor: Predictor | None = N
     return AutomaticMaskGenerator(predictor, cfg, points_per_batch=batch)
 
 
-def _segment_frame(
+def segment_frame(
     project: Project,
     conn: sqlite3.Connection,
     frame: FrameRow,
@@ -197,7 +197,7 @@ def _segment_frame(
     return results
 
 
-def _commit(conn: sqlite3.Connection, pending: list[_FrameResult], report: SegmentReport) -> None:
+def commit_masks(conn: sqlite3.Connection, pending: list[_FrameResult], report: SegmentReport) -> None:
     if not pending:
         return
     with transaction(conn):

@@ -45,6 +45,14 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+def require_transaction(conn: sqlite3.Connection, what: str) -> None:
+    """Refuse a write meant to be one part of a caller's transaction when none is open: alone,
+    it would commit by itself and break the caller's all-or-nothing promise."""
+    if not conn.in_transaction:
+        raise RuntimeError(f"{what} writes inside the caller's transaction; open one with "
+                           "bugdet.store.database.transaction(conn) first")
+
+
 def ensure_schema(conn: sqlite3.Connection, name: str, migrations: Sequence[str]) -> None:
     """Bring the tables named ``name`` up to ``len(migrations)``.
 

@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from bugdet.store.database import ensure_schema, transaction
+from bugdet.store.database import ensure_schema, require_transaction, transaction
 from bugdet.store.frames import FrameRow, ensure_frames_schema
 
 #: ``bug_type`` value meaning "this frame shows no bug of any type".
@@ -50,9 +50,7 @@ def insert_labels(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, int]]
     points at its label): both commit together or neither does. Call :func:`ensure_labels_schema`
     first (schema changes take their own transaction).
     """
-    if not conn.in_transaction:
-        raise RuntimeError("insert_labels writes inside the caller's transaction; open one with "
-                           "bugdet.store.database.transaction(conn) first")
+    require_transaction(conn, "insert_labels")
     now = time.time()
     return [int(conn.execute(
         "INSERT INTO frame_labels (frame_id, bug_type, label, who, source, created_at) VALUES (?, ?, ?, ?, ?, ?)",
