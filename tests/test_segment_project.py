@@ -93,6 +93,21 @@ def test_segment_project_is_incremental_and_idempotent(project: Project, tmp_pat
         conn.close()
 
 
+def test_a_fixed_frame_set_is_segmented_once(project: Project):
+    """``frame_ids`` pins the work to those frames (``limit`` would take the next ones each call)."""
+    conn = project.connect()
+    try:
+        ids = [f.id for f in iter_frames(conn)]
+    finally:
+        conn.close()
+    first = segment_project(project, backend="engine", frame_ids=[ids[0], ids[3]])
+    assert first.frames_considered == 2 and first.frames_segmented == 2
+    again = segment_project(project, backend="engine", frame_ids=[ids[0], ids[3]])
+    assert again.frames_segmented == 0 and again.frames_skipped == 2
+    grown = segment_project(project, backend="engine", limit=1)
+    assert grown.frames_segmented == 1  # the next frame not yet done
+
+
 def test_engine_masks_carry_categories_and_match_the_grid(project: Project):
     # Point priors: thin objects (a 4-px-wide barrel at 160x120) fall between the 10-px grid
     # points; one extra prompt inside each engine object makes the grid find them all.

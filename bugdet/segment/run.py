@@ -12,7 +12,7 @@ import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import cv2
 import numpy as np
@@ -87,11 +87,14 @@ def segment_project(
     redo: bool = False,
     split: str | None = None,
     limit: int | None = None,
+    frame_ids: Iterable[int] | None = None,
     predictor: Predictor | None = None,
     progress: Progress | None = None,
 ) -> SegmentReport:
     """Segment the project's frames that the chosen backend has not segmented yet.
 
+    ``frame_ids`` restricts the work to those frames: a fixed set, so calling again segments
+    nothing new (``limit`` instead takes the next frames not yet done, growing the set each call).
     ``predictor`` overrides the configured backend's predictor (the review app keeps one warm).
     Unreadable or uniform frames are recorded with their status and reported, never fatal.
     """
@@ -109,6 +112,9 @@ def segment_project(
         done_engine = set() if redo else segmented_frame_ids(conn, ENGINE_STORE_NAME)
 
         frames = list(iter_frames(conn, split=split))
+        if frame_ids is not None:
+            wanted = {int(i) for i in frame_ids}
+            frames = [f for f in frames if f.id in wanted]
         report.frames_considered = len(frames)
         todo = []
         for frame in frames:
