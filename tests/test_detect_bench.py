@@ -75,9 +75,39 @@ def test_quality_benchmark_end_to_end_on_tiny_captures(tmp_path) -> None:
     s = QualitySettings(ks=[0, 2], seeds=[0], scenes=["park"], width=160, height=120, unlabeled_frames=80,
                         label_pool_frames=120, label_pool_prevalence=0.1, val_frames=120, val_prevalence=0.1,
                         test_frames=200, prevalence=0.05, good_pool=10, segment_frames=6, epochs=1,
-                        finetune_epochs=1, steps_per_epoch=2, batch_size=8)
+                        finetune_epochs=1, steps_per_epoch=2, batch_size=8, sessions_per_split=2)
     summary = QualityBenchmark(s, tmp_path).run()
     methods = {(r["method"], r["labeled_bugs"]) for r in summary["results"]}
     assert methods == {("floor", 0), ("objective", 0), ("supervised", 2), ("pretrain_finetune", 2), ("multitask", 2)}
     assert all(0.0 <= r["f1"] <= 1.0 and r["tp"] + r["fn"] > 0 for r in summary["results"])
     assert summary["data"]["bugs"]["test"]["fppc"] > 0
+
+
+def test_every_split_spreads_its_frames_over_sessions_that_cover_every_weapon() -> None:
+    from bugdet.detect.quality_bench import QualitySettings, _session_specs
+    from bugdet.playtest.split import split_for_seed
+    from bugdet.playtest.viewmodel import WEAPONS
+
+    s = QualitySettings.quick()
+    specs = _session_specs(s)
+    assert len({x.name for x in specs}) == len(specs) == 4 * len(s.scenes) * s.sessions_per_split
+    for split, total in (("train", s.unlabeled_frames), ("labelpool", s.label_pool_frames),
+                         ("val", s.val_frames), ("test", s.test_frames)):
+        for scene in s.scenes:
+            mine = [x for x in specs if x.split == split and x.scene == scene]
+            assert sum(x.frames for x in mine) == total
+            assert {x.weapon for x in mine} == set(WEAPONS)
+            # the playtest world's split rule: labelpool sessions are train seeds
+            assert {split_for_seed(x.seed) for x in mine} == {"train" if split == "labelpool" else split}
+
+
+def test_mask_bank_frames_are_a_fixed_spread_of_the_pool() -> None:
+    from types import SimpleNamespace
+
+    from bugdet.detect.quality_bench import segment_frame_ids
+
+    rows = [SimpleNamespace(id=100 + i) for i in range(50)]
+    picked = segment_frame_ids(rows, 5)
+    assert picked == [100, 112, 124, 137, 149] and picked == segment_frame_ids(rows, 5)
+    assert segment_frame_ids(rows, 80) == [r.id for r in rows]
+    assert segment_frame_ids(rows, 0) == [] and segment_frame_ids([], 5) == []

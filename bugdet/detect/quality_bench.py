@@ -45,14 +45,16 @@ class QualitySettings:
     methods: list[str] = field(default_factory=lambda: ["floor", "supervised", "objective", "pretrain_finetune", "multitask"])
     prevalence: float = 0.01
     scenes: list[str] = field(default_factory=lambda: ["park", "indoor"])
+    sessions_per_split: int = 3  # per scene; the weapon cycles over them
     width: int = 320
     height: int = 240
-    unlabeled_frames: int = 1500  # per scene: the unlabeled pool, at the deployment prevalence
-    label_pool_frames: int = 1000  # per scene: where a tester found the k labeled bugs over time
+    # Frame counts are per scene, split evenly over its sessions.
+    unlabeled_frames: int = 1500  # the unlabeled pool, at the deployment prevalence
+    label_pool_frames: int = 1000  # where a tester found the k labeled bugs over time
     label_pool_prevalence: float = 0.06  # enough bug frames to draw k = 50 labels from
-    val_frames: int = 600  # per scene
-    val_prevalence: float = 0.04
-    test_frames: int = 5000  # per scene
+    val_frames: int = 600
+    val_prevalence: float = 0.05
+    test_frames: int = 6000
     good_pool: int = 40  # labeled good frames next to the k bugs
     objective_good_frames: int = 5  # the paper's "5 labeled good frames"
     segment_frames: int = 80  # train frames segmented for the mask bank
@@ -65,27 +67,65 @@ class QualitySettings:
     patience: int = 10  # the best validation epoch is kept either way; few epochs, so rarely stop early
     unlabeled_fraction: float = 0.25
     color_jitter: float = 0.5  # as detect.color_jitter's default: test levels use palettes training never saw
+    ema_decay: float = 0.0  # as detect.ema_decay's default
     objective_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per bug type, overrides the objective's defaults
     device: str = "cpu"
 
     @classmethod
     def quick(cls) -> "QualitySettings":
         """Under 15 minutes on 2 CPU cores: one seed, k in {0, 10, 25}, smaller captures."""
-        return cls(ks=[0, 10, 25], seeds=[0], unlabeled_frames=600, label_pool_frames=500, val_frames=300, test_frames=1200,
-                   segment_frames=40, epochs=10, finetune_epochs=5, steps_per_epoch=30)
+        return cls(ks=[0, 10, 25], seeds=[0], unlabeled_frames=600, label_pool_frames=600, val_frames=450, test_frames=3000,
+                   segment_frames=48, epochs=10, finetune_epochs=5, steps_per_epoch=30)
 
 
-def _session_specs(s: QualitySettings) -> list[tuple[str, str, int, int, float]]:
-    """(split, scene, seed, frames, prevalence) for every capture the benchmark records."""
+@dataclass(frozen=True)
+class SessionSpec:
+    split: str
+    scene: str
+    seed: int
+    frames: int
+    prevalence: float
+    weapon: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.split}-{self.scene}-{self.seed}-{self.weapon}"
+
+
+def _session_specs(s: QualitySettings) -> list[SessionSpec]:
+    """Every capture the benchmark records: ``sessions_per_split`` sessions per scene and split.
+
+    A split's frames are spread over several short sessions rather than one long one, so every
+    split sees every weapon (cycled over the sessions) and many layouts and variants: with one
+    session per split, a test weapon that no training capture held decided the whole result.
+    The unlabeled pool covering all of the game's weapons is what a studio's footage gives; which
+    of them the k labeled bugs show is left to the draw.
+    """
     from bugdet.playtest.split import TEST_START, VAL_START
+    from bugdet.playtest.viewmodel import WEAPONS
 
+    plan = [("train", 11, s.unlabeled_frames, s.prevalence),
+            ("labelpool", 21, s.label_pool_frames, s.label_pool_prevalence),
+            ("val", VAL_START + 11, s.val_frames, s.val_prevalence),
+            ("test", TEST_START + 11, s.test_frames, s.prevalence)]
+    n = max(1, s.sessions_per_split)
     out = []
-    for i, scene in enumerate(s.scenes):
-        out.append(("train", scene, 11 + i, s.unlabeled_frames, s.prevalence))
-        out.append(("labelpool", scene, 21 + i, s.label_pool_frames, s.label_pool_prevalence))
-        out.append(("val", scene, VAL_START + 11 + i, s.val_frames, s.val_prevalence))
-        out.append(("test", scene, TEST_START + 11 + i, s.test_frames, s.prevalence))
+    for split, base, frames, prevalence in plan:
+        for i, scene in enumerate(s.scenes):
+            for j in range(n):
+                per_session = frames // n + (1 if j < frames % n else 0)
+                weapon = WEAPONS[(i + j) % len(WEAPONS)]
+                out.append(SessionSpec(split, scene, base + i + 100 * j, per_session, prevalence, weapon))
     return out
+
+
+def segment_frame_ids(rows: Sequence[FrameRow], count: int) -> list[int]:
+    """Evenly spaced frames of the unlabeled pool for the mask bank: a fixed set (every session
+    contributes), so re-running the benchmark on the same workdir rebuilds the same bank."""
+    if count <= 0 or not rows:
+        return []
+    pick = np.linspace(0, len(rows) - 1, min(count, len(rows))).round().astype(int)
+    return [rows[i].id for i in sorted(set(pick.tolist()))]
 
 
 @dataclass
@@ -121,19 +161,21 @@ def prepare_data(s: QualitySettings, workdir: Path, size: tuple[int, int], progr
     ]
     project = Project.open(workdir / "project", overrides, create=True)
     captures = workdir / "captures"
-    for split, scene, seed, frames, prevalence in _session_specs(s):
-        out = captures / f"{split}-{scene}-{seed}"
+    for session in _session_specs(s):
+        out = captures / session.name
         if not (out / "session.json").exists():
-            spec = PlaytestSpec(scene=scene, seed=seed, frames=frames, width=s.width, height=s.height,
-                                prevalence=prevalence, bugs=tuple(s.bug_types))
+            spec = PlaytestSpec(scene=session.scene, seed=session.seed, frames=session.frames, width=s.width,
+                                height=s.height, prevalence=session.prevalence, bugs=tuple(s.bug_types),
+                                weapon=session.weapon)
             record(spec, out, progress=progress)
-        ingest(project, [out], split=split, progress=progress)
-    segment_project(project, backend="engine", split="train", limit=s.segment_frames, progress=progress)
-    embed_masks(project, build_embedder(project), progress=progress)
-    clustering = run_clustering(project, progress=progress)
+        ingest(project, [out], split=session.split, progress=progress)
     conn = project.connect()
     train_rows = [f for f in iter_frames(conn, split="train")]
     test_rows = [f for f in iter_frames(conn, split="test")]
+    segment_project(project, backend="engine", split="train", frame_ids=segment_frame_ids(train_rows, s.segment_frames),
+                    progress=progress)
+    embed_masks(project, build_embedder(project), progress=progress)
+    clustering = run_clustering(project, progress=progress)
     # Targets are unlabeled frames: no ground truth is consulted to pick them (a bug frame among
     # them is as rare as in any capture).
     step = max(1, len(train_rows) // 400)
@@ -200,7 +242,7 @@ class QualityBenchmark:
         s = self.s
         return TrainSettings(mode=mode, epochs=s.epochs, finetune_epochs=s.finetune_epochs, steps_per_epoch=s.steps_per_epoch,
                              batch_size=s.batch_size, seed=seed, prevalence=s.prevalence, device=s.device,
-                             patience=s.patience, color_jitter=s.color_jitter)
+                             patience=s.patience, color_jitter=s.color_jitter, ema_decay=s.ema_decay)
 
     def _sampler(self, targets: list) -> ObjectiveSampler:
         from bugdet.augment import OBJECTIVES, build_objective
