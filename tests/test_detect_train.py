@@ -79,7 +79,8 @@ class StopAfter:
             raise KeyboardInterrupt
 
 
-def test_interrupted_run_resumes_to_identical_weights(playtest, tmp_path) -> None:
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_interrupted_run_resumes_to_identical_weights(playtest, tmp_path, ema_decay: float) -> None:
     frames, targets, sources = playtest
     sampler = ObjectiveSampler([build_objective("fppc")], targets, sources, ["fppc"], SIZE)
     labeled = [f for f in frames if f.is_bug][:4] + [f for f in frames if not f.is_bug][:8]
@@ -87,7 +88,7 @@ def test_interrupted_run_resumes_to_identical_weights(playtest, tmp_path) -> Non
 
     def trainer(run_dir, progress=None):
         torch.manual_seed(123)  # same initial weights for both runs
-        return Trainer(create_detector(TINY, ["fppc"]), settings(mode="pretrain_finetune", finetune_epochs=2),
+        return Trainer(create_detector(TINY, ["fppc"]), settings(mode="pretrain_finetune", finetune_epochs=2, ema_decay=ema_decay),
                        labeled=labeled, objective=sampler, val=val, run_dir=run_dir, progress=progress)
 
     straight = trainer(tmp_path / "a").fit()

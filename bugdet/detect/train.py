@@ -9,7 +9,9 @@ A run is a list of phases; every epoch ends with a checkpoint (model, optimiser,
 plan, best score so far) and validation on a labeled split. Batches are drawn from generators
 seeded by (seed, epoch, step) and the learning rate is a function of the position in the plan,
 so a run killed and resumed from its last checkpoint ends with the same weights as one that
-never stopped. The best epoch by validation PR-AUC is kept; after training, each bug type's
+never stopped. With ``ema_decay`` set, validation, the kept weights and the result use an
+exponential moving average of the weights (:mod:`bugdet.detect.averaging`), saved with every
+checkpoint. The best epoch by validation PR-AUC is kept; after training, each bug type's
 threshold is calibrated on the validation split for the deployment prevalence.
 """
 
@@ -17,14 +19,16 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterator, Literal, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bugdet.detect.averaging import WeightAverage
 from bugdet.detect.data import Batch, LabeledFrame, LabeledSampler, ObjectiveSampler, batch_rng, concat_batches, to_tensor
 from bugdet.detect.metrics import average_precision, calibrate_threshold
 from bugdet.detect.model import BugDetector, load_checkpoint, save_checkpoint
@@ -49,6 +53,7 @@ class TrainSettings:
     bug_fraction: float = 0.25
     localisation_weight: float = 0.5
     color_jitter: float = 0.0
+    ema_decay: float = 0.0  # 0 = off; e.g. 0.98: validate and keep an average of recent weights
     patience: int = 3
     seed: int = 0
     prevalence: float = 0.01
@@ -143,6 +148,21 @@ class Trainer:
             probe = torch.zeros(1, 3, *detector.input_size, device=settings.device)
             self.map_size = tuple(detector.activation_maps(probe)[1].shape[-2:])
         self._val_tensor = to_tensor([f.rgb for f in self.val], detector.input_size) if self.val else None
+        self.average = WeightAverage(self.detector, settings.ema_decay) if settings.ema_decay > 0 else None
+
+    @contextmanager
+    def _kept_weights(self) -> Iterator[None]:
+        """The detector holds the weights training keeps (the average, when on) inside the block;
+        the live weights the optimiser steps come back after it."""
+        if self.average is None:
+            yield
+            return
+        live = copy.deepcopy(self.detector.state_dict())
+        self.detector.load_state_dict(self.average.shadow)
+        try:
+            yield
+        finally:
+            self.detector.load_state_dict(live)
 
     # -- batches ---------------------------------------------------------------------------
     def _batch(self, phase: Phase, rng: np.random.Generator) -> Batch:
@@ -203,8 +223,9 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------
     def _state(self, optimizer: torch.optim.Optimizer, position: dict, best: dict, history: list) -> dict:
+        average = self.average.state_dict() if self.average is not None else None
         return {"training": {"settings": asdict(self.s), "position": position, "best": best,
-                             "history": history, "optimizer": optimizer.state_dict()}}
+                             "history": history, "optimizer": optimizer.state_dict(), "average": average}}
 
     def _resume(self) -> tuple[dict, dict, list, dict | None]:
         last = self.run_dir / "last.pt" if self.run_dir else None
@@ -213,6 +234,8 @@ class Trainer:
         detector, payload = load_checkpoint(last)
         self.detector.load_state_dict(detector.state_dict())
         t = payload["training"]
+        if self.average is not None and t.get("average"):
+            self.average.load_state_dict(t["average"])
         return t["position"], t["best"], t["history"], t["optimizer"]
 
     # -- the loop --------------------------------------------------------------------------
@@ -235,6 +258,8 @@ class Trainer:
                 optimizer.load_state_dict(opt_state)
             if start_epoch == 0:
                 best["patience"] = self.s.patience
+                if self.average is not None:
+                    self.average.reset(self.detector)
             for epoch in range(start_epoch, phase.epochs):
                 if best["patience"] <= 0:
                     break
@@ -248,18 +273,21 @@ class Trainer:
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
+                    if self.average is not None:
+                        self.average.update(self.detector)
                     losses.append(float(loss.detach()))
                     self.progress.advance()
-                score = self._validate()
-                history.append({"epoch": global_epoch, "phase": phase.name, "loss": float(np.mean(losses)), "val_pr_auc": score})
-                improved = not math.isnan(score) and score > best["score"] + 1e-6
-                if improved or math.isnan(score):
-                    best.update(score=score if not math.isnan(score) else best["score"], epoch=global_epoch, patience=self.s.patience)
-                    best_state = copy.deepcopy(self.detector.state_dict())
-                    if self.run_dir:
-                        save_checkpoint(self.run_dir / "best.pt", self.detector)
-                else:
-                    best["patience"] -= 1
+                with self._kept_weights():
+                    score = self._validate()
+                    history.append({"epoch": global_epoch, "phase": phase.name, "loss": float(np.mean(losses)), "val_pr_auc": score})
+                    improved = not math.isnan(score) and score > best["score"] + 1e-6
+                    if improved or math.isnan(score):
+                        best.update(score=score if not math.isnan(score) else best["score"], epoch=global_epoch, patience=self.s.patience)
+                        best_state = copy.deepcopy(self.detector.state_dict())
+                        if self.run_dir:
+                            save_checkpoint(self.run_dir / "best.pt", self.detector)
+                    else:
+                        best["patience"] -= 1
                 global_epoch += 1
                 if self.run_dir:
                     nxt = {"phase": phase_index, "epoch": epoch + 1}
