@@ -147,6 +147,21 @@ def test_fppc_surface_occluder_is_the_same_wall_in_front_of_or_behind_the_gun(pa
         assert (pos.mask & ~changed).sum() <= 0.05 * pos.mask.sum()
 
 
+def test_fppc_surface_can_swallow_the_whole_gun(park):
+    """A player pressed into a wall often sees no gun at all: every weapon pixel is wall in the
+    positive, and every weapon pixel is the gun's own in the negative."""
+    _, targets, sources = park
+    fppc = build_objective("fppc", scene_occluder_prob=0.0, surface_occluder_prob=1.0, surface_full_prob=1.0)
+    usable = usable_targets(fppc, targets)
+    for i in range(4):
+        pos, neg = draw_pair(fppc, usable, sources, pair_rng(17, i))
+        target = next(t for t in usable if t.frame_id == pos.meta["target_frame_id"])
+        weapon = target.weapon_mask
+        assert pos.meta["weapon_cover"] == 1.0 and np.array_equal(pos.mask, weapon)
+        assert np.array_equal(neg.image[weapon], target.rgb[weapon])
+        assert np.array_equal(pos.image[~weapon], neg.image[~weapon])
+
+
 def test_fppc_weapon_margin_keeps_a_ring_around_the_gun_in_the_negative(park):
     _, targets, sources = park
     fppc = build_objective("fppc", weapon_margin_px=2, scene_occluder_prob=0.0)

@@ -9,7 +9,8 @@ Outside the weapon the two images are identical, so the only cue left is the occ
 A share of pairs (``scene_occluder_prob``) uses the scene itself as the occluder: the gun's far
 end disappears behind a straight cut into the surface behind it (inpainted from the gun's
 surroundings), which is what a viewmodel drawn in the world's depth pass looks like; the negative
-is then the untouched target.
+is then the untouched target. The surface occluder (a textured wall over the gun's far end, or
+over all of it) is the most common kind, because walking into a wall is how the bug shows.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ class FPPCParams:
     # the same wall, so the only difference is which of gun and wall is in front.
     surface_occluder_prob: float = 0.5
     surface_hidden: tuple[float, float] = (0.25, 0.9)  # fraction of the weapon behind the wall
+    # Share of surface pairs where the wall swallows the whole gun: a player pressed into a wall
+    # often sees no gun at all (a third of the playtest world's FPPC frames hide all of it).
+    surface_full_prob: float = 0.3
     surface_margin: tuple[float, float] = (0.3, 1.2)  # wall extent beyond the gun, x its box size
     appearance: AppearanceParams = field(default_factory=AppearanceParams)
 
@@ -189,7 +193,8 @@ class FPPCObjective(Objective):
     ) -> tuple[Sample, Sample]:
         p = self.params
         H, W = weapon.shape
-        depth, cut, angle = self._cut(weapon, xs, ys, p.surface_hidden, rng)
+        hidden = (1.0, 1.0) if rng.random() < p.surface_full_prob else p.surface_hidden
+        depth, cut, angle = self._cut(weapon, xs, ys, hidden, rng)
         x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
         mx = int((x1 - x0) * rng.uniform(*p.surface_margin))
         my = int((y1 - y0) * rng.uniform(*p.surface_margin))
