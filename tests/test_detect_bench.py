@@ -111,3 +111,18 @@ def test_mask_bank_frames_are_a_fixed_spread_of_the_pool() -> None:
     assert picked == [100, 112, 124, 137, 149] and picked == segment_frame_ids(rows, 5)
     assert segment_frame_ids(rows, 80) == [r.id for r in rows]
     assert segment_frame_ids(rows, 0) == [] and segment_frame_ids([], 5) == []
+
+
+def test_episodes_are_runs_of_bug_frames_within_one_capture() -> None:
+    from types import SimpleNamespace
+
+    from bugdet.detect.quality_bench import count_episodes
+
+    def row(source: int, index: int, bug: bool) -> SimpleNamespace:
+        return SimpleNamespace(source_id=source, source_index=index, ground_truth={"fppc": {"present": bug}})
+
+    pattern = [0, 1, 1, 0, 1, 0, 0, 1]  # three runs in capture 1
+    rows = [row(1, i, bool(b)) for i, b in enumerate(pattern)]
+    rows += [row(2, 0, True), row(2, 1, True)]  # one run in capture 2, even though capture 1 ended on a bug
+    assert count_episodes(rows[::-1], "fppc") == 4  # order of the rows does not matter
+    assert count_episodes(rows, "z_fighting") == 0

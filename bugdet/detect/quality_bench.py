@@ -194,8 +194,24 @@ def prepare_data(s: QualitySettings, workdir: Path, size: tuple[int, int], progr
         "frames": {"unlabeled": len(unlabeled), "label_pool": len(train), "val": len(val), "test": len(test)},
         "bugs": {split: {t: int(sum(f.labels[i] > 0 for f in frames)) for i, t in enumerate(s.bug_types)}
                  for split, frames in (("label_pool", train), ("val", val), ("test", test))},
+        "episodes": {split: {t: count_episodes(list(iter_frames(conn, split=split)), t) for t in s.bug_types}
+                     for split in ("labelpool", "val", "test")},
+        "sessions": [session.name for session in _session_specs(s)],
     }
     return BenchData(project, train_rows, unlabeled, train, val, test, test_rows, targets, sources, notes)
+
+
+def count_episodes(rows: Sequence[FrameRow], bug_type: str) -> int:
+    """Runs of consecutive bug frames within a capture: what decides how noisy a split's score
+    is (frames of one episode look alike, so 60 bug frames from 6 episodes are ~6 samples)."""
+    episodes, previous = 0, None
+    for row in sorted(rows, key=lambda r: (r.source_id, r.source_index)):
+        present = bool((row.ground_truth or {}).get(bug_type, {}).get("present"))
+        if present and not (previous is not None and previous[0] == row.source_id
+                            and previous[1] == row.source_index - 1 and previous[2]):
+            episodes += 1
+        previous = (row.source_id, row.source_index, present)
+    return episodes
 
 
 def draw_labels(data: BenchData, bug_types: Sequence[str], k: int, good: int, seed: int) -> list[LabeledFrame]:
