@@ -126,3 +126,14 @@ def test_episodes_are_runs_of_bug_frames_within_one_capture() -> None:
     rows += [row(2, 0, True), row(2, 1, True)]  # one run in capture 2, even though capture 1 ended on a bug
     assert count_episodes(rows[::-1], "fppc") == 4  # order of the rows does not matter
     assert count_episodes(rows, "z_fighting") == 0
+
+
+def test_a_changed_data_layout_gets_its_own_bench_project() -> None:
+    from bugdet.detect.quality_bench import QualitySettings, data_key
+
+    quick = QualitySettings.quick()
+    assert data_key(quick) == data_key(QualitySettings.quick())
+    assert data_key(quick) != data_key(QualitySettings.quick().__class__(**{**quick.__dict__, "test_frames": 1200}))
+    assert data_key(quick) != data_key(QualitySettings())
+    # training settings do not touch the data: the same project serves them
+    assert data_key(quick) == data_key(QualitySettings(**{**quick.__dict__, "epochs": 3, "seeds": [5]}))

@@ -42,7 +42,7 @@ class DetectConfig(Section):
         description="Strength of per-frame colour jitter on training batches (0 = off): helps a detector trained on one palette work on scene variants it never saw.",
     )
     ema_decay: float = Field(
-        0.0, ge=0, lt=1,
+        0.98, ge=0, lt=1,
         description="Keep an exponential moving average of the weights with this decay per step (0 = off) and validate, keep and export the average: steadier with few labels.",
     )
     patience: int = Field(3, ge=1, description="Early stopping: epochs without validation improvement before a phase ends.")

@@ -67,7 +67,7 @@ class QualitySettings:
     patience: int = 10  # the best validation epoch is kept either way; few epochs, so rarely stop early
     unlabeled_fraction: float = 0.25
     color_jitter: float = 0.5  # as detect.color_jitter's default: test levels use palettes training never saw
-    ema_decay: float = 0.0  # as detect.ema_decay's default
+    ema_decay: float = 0.98  # as detect.ema_decay's default
     objective_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per bug type, overrides the objective's defaults
     device: str = "cpu"
 
@@ -89,7 +89,8 @@ class SessionSpec:
 
     @property
     def name(self) -> str:
-        return f"{self.split}-{self.scene}-{self.seed}-{self.weapon}"
+        """Everything that shapes the recording, so a capture on disk is reused only as itself."""
+        return f"{self.split}-{self.scene}-{self.seed}-{self.weapon}-{self.frames}f-{self.prevalence:g}p"
 
 
 def _session_specs(s: QualitySettings) -> list[SessionSpec]:
@@ -117,6 +118,17 @@ def _session_specs(s: QualitySettings) -> list[SessionSpec]:
                 weapon = WEAPONS[(i + j) % len(WEAPONS)]
                 out.append(SessionSpec(split, scene, base + i + 100 * j, per_session, prevalence, weapon))
     return out
+
+
+def data_key(s: QualitySettings) -> str:
+    """The bench project's folder name: one project per data layout. Captures are reused across
+    layouts, but a project only ever holds the sessions of its own, so changing frame counts or
+    the session plan never mixes old frames into a split."""
+    import hashlib
+
+    layout = {"sessions": [x.name for x in _session_specs(s)], "size": [s.width, s.height], "bugs": s.bug_types,
+              "segment_frames": s.segment_frames, "weapon_source": s.weapon_source}
+    return "project-" + hashlib.sha256(json.dumps(layout, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def segment_frame_ids(rows: Sequence[FrameRow], count: int) -> list[int]:
@@ -159,8 +171,8 @@ def prepare_data(s: QualitySettings, workdir: Path, size: tuple[int, int], progr
         "filter.cluster.dedupe_similarity=null",  # unpretrained embeddings cannot tell duplicates apart
         f"augment.weapon_source={s.weapon_source}",
     ]
-    project = Project.open(workdir / "project", overrides, create=True)
-    captures = workdir / "captures"
+    project = Project.open(workdir / data_key(s), overrides, create=True)
+    captures = workdir / "captures" / f"{s.width}x{s.height}"
     for session in _session_specs(s):
         out = captures / session.name
         if not (out / "session.json").exists():

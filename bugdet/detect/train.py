@@ -53,7 +53,7 @@ class TrainSettings:
     bug_fraction: float = 0.25
     localisation_weight: float = 0.5
     color_jitter: float = 0.0
-    ema_decay: float = 0.0  # 0 = off; e.g. 0.98: validate and keep an average of recent weights
+    ema_decay: float = 0.0  # 0 = off (detect.ema_decay defaults to 0.98): validate and keep an average of recent weights
     patience: int = 3
     seed: int = 0
     prevalence: float = 0.01
