@@ -84,12 +84,12 @@ def test_quality_benchmark_end_to_end_on_tiny_captures(tmp_path) -> None:
 
 
 def test_every_split_spreads_its_frames_over_sessions_that_cover_every_weapon() -> None:
-    from bugdet.detect.quality_bench import QualitySettings, _session_specs
+    from bugdet.detect.quality_bench import QualitySettings, session_specs
     from bugdet.playtest.split import split_for_seed
     from bugdet.playtest.viewmodel import WEAPONS
 
     s = QualitySettings.quick()
-    specs = _session_specs(s)
+    specs = session_specs(s)
     assert len({x.name for x in specs}) == len(specs) == 4 * len(s.scenes) * s.sessions_per_split
     for split, total in (("train", s.unlabeled_frames), ("labelpool", s.label_pool_frames),
                          ("val", s.val_frames), ("test", s.test_frames)):

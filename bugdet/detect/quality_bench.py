@@ -1,7 +1,8 @@
 """``bugdet bench quality``: the paper's low-label protocol, reproduced on the playtest world.
 
 Data. Train, validation and test captures are recorded from disjoint seed ranges (the playtest
-world's split rule); test captures also use scene variants that training never saw, at realistic
+world's split rule), each split spread over several short sessions per scene that cycle the
+weapons; test captures also use scene variants that training never saw, at realistic
 prevalence (1% by default). The train captures are the unlabeled pool: the objective's targets,
 and the mask bank (segmented, embedded and clustered by the real pipeline stages). A simulated
 tester labels ``k`` bug frames per type from the train pool plus a small pool of good frames.
@@ -93,7 +94,7 @@ class SessionSpec:
         return f"{self.split}-{self.scene}-{self.seed}-{self.weapon}-{self.frames}f-{self.prevalence:g}p"
 
 
-def _session_specs(s: QualitySettings) -> list[SessionSpec]:
+def session_specs(s: QualitySettings) -> list[SessionSpec]:
     """Every capture the benchmark records: ``sessions_per_split`` sessions per scene and split.
 
     A split's frames are spread over several short sessions rather than one long one, so every
@@ -126,7 +127,7 @@ def data_key(s: QualitySettings) -> str:
     the session plan never mixes old frames into a split."""
     import hashlib
 
-    layout = {"sessions": [x.name for x in _session_specs(s)], "size": [s.width, s.height], "bugs": s.bug_types,
+    layout = {"sessions": [x.name for x in session_specs(s)], "size": [s.width, s.height], "bugs": s.bug_types,
               "segment_frames": s.segment_frames, "weapon_source": s.weapon_source}
     return "project-" + hashlib.sha256(json.dumps(layout, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -173,7 +174,7 @@ def prepare_data(s: QualitySettings, workdir: Path, size: tuple[int, int], progr
     ]
     project = Project.open(workdir / data_key(s), overrides, create=True)
     captures = workdir / "captures" / f"{s.width}x{s.height}"
-    for session in _session_specs(s):
+    for session in session_specs(s):
         out = captures / session.name
         if not (out / "session.json").exists():
             spec = PlaytestSpec(scene=session.scene, seed=session.seed, frames=session.frames, width=s.width,
@@ -208,7 +209,7 @@ def prepare_data(s: QualitySettings, workdir: Path, size: tuple[int, int], progr
                  for split, frames in (("label_pool", train), ("val", val), ("test", test))},
         "episodes": {split: {t: count_episodes(list(iter_frames(conn, split=split)), t) for t in s.bug_types}
                      for split in ("labelpool", "val", "test")},
-        "sessions": [session.name for session in _session_specs(s)],
+        "sessions": [session.name for session in session_specs(s)],
     }
     return BenchData(project, train_rows, unlabeled, train, val, test, test_rows, targets, sources, notes)
 
