@@ -12,7 +12,7 @@ import typer
 def quality(
     json_path: Path = typer.Option(Path("bench-results/quality.json"), "--json", help="Where the measurements go."),
     report: Optional[Path] = typer.Option(None, "--report", help="HTML report path (default: next to --json)."),
-    quick: bool = typer.Option(False, "--quick", help="One seed, k in {0, 10, 25}, smaller captures: under 15 minutes on 2 cores."),
+    quick: bool = typer.Option(False, "--quick", help="One seed, k in {0, 10, 25}, smaller captures: ~14 minutes on 2 cores (+~5 to record captures the first time)."),
     workdir: Path = typer.Option(Path("bench-results/quality-work"), "--workdir", help="Captures and the bench project (reused)."),
     bugs: Optional[str] = typer.Option(None, "--bugs", help="Comma-separated bug types (default fppc)."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (default 0,1,2; quick: 0)."),

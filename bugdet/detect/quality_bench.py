@@ -74,7 +74,8 @@ class QualitySettings:
 
     @classmethod
     def quick(cls) -> "QualitySettings":
-        """Under 15 minutes on 2 CPU cores: one seed, k in {0, 10, 25}, smaller captures."""
+        """One seed, k in {0, 10, 25}, smaller captures: about 14 minutes a seed on 2 CPU cores once
+        the captures exist, plus about 5 minutes to record them on the first run."""
         return cls(ks=[0, 10, 25], seeds=[0], unlabeled_frames=600, label_pool_frames=600, val_frames=450, test_frames=3000,
                    segment_frames=48, epochs=10, finetune_epochs=5, steps_per_epoch=30)
 
