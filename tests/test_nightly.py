@@ -46,7 +46,7 @@ PROJECT_SETTINGS = [
     "filter.embed.model=ViT-S-32", "filter.embed.pretrained=none", "filter.embed.backend=torch",
     "filter.cluster.k=3", "filter.cluster.dedupe_similarity=null",
     "segment.engine.enabled=false", "segment.max_masks_per_frame=4",
-    "ingest.stride=2", "detect.batch_size=8", "detect.max_targets=16", "detect.patience=10",
+    "ingest.stride=2", "detect.mode=multitask", "detect.batch_size=8", "detect.max_targets=16", "detect.patience=10",
     "export.exporter=torchscript", "export.calibration_frames=4",
 ]
 

@@ -17,7 +17,8 @@ class DetectConfig(Section):
         description="Bug types the detector has a head for; each needs an objective or labels.",
     )
     mode: Literal["supervised", "objective", "pretrain_finetune", "multitask"] = Field(
-        "multitask", description="supervised (labels only), objective (self-supervised only), pretrain_finetune, multitask."
+        "pretrain_finetune",
+        description="supervised (labels only), objective (self-supervised only), pretrain_finetune (the quality bench's best: steadiest over seeds), multitask.",
     )
     prevalence: float = Field(
         0.01, gt=0, lt=1, description="Bug prevalence the thresholds are calibrated for (deployment is about 1% or less)."
