@@ -137,3 +137,16 @@ def test_a_changed_data_layout_gets_its_own_bench_project() -> None:
     assert data_key(quick) != data_key(QualitySettings())
     # training settings do not touch the data: the same project serves them
     assert data_key(quick) == data_key(QualitySettings(**{**quick.__dict__, "epochs": 3, "seeds": [5]}))
+
+
+def test_a_runs_initial_weights_depend_on_its_seed_not_on_earlier_runs() -> None:
+    import torch
+
+    from bugdet.detect.quality_bench import seeded_detector
+
+    first = seeded_detector("compact_cnn", ["fppc"], 3).state_dict()
+    torch.randn(1000)  # an earlier run used the global generator
+    again = seeded_detector("compact_cnn", ["fppc"], 3).state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    other = seeded_detector("compact_cnn", ["fppc"], 4).state_dict()
+    assert not torch.equal(first["cam.weight"], other["cam.weight"])
