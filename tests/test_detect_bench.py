@@ -142,11 +142,11 @@ def test_a_changed_data_layout_gets_its_own_bench_project() -> None:
 def test_a_runs_initial_weights_depend_on_its_seed_not_on_earlier_runs() -> None:
     import torch
 
-    from bugdet.detect.quality_bench import seeded_detector
+    from bugdet.detect.model import create_detector
 
-    first = seeded_detector("compact_cnn", ["fppc"], 3).state_dict()
+    first = create_detector("compact_cnn", ["fppc"], seed=3).state_dict()
     torch.randn(1000)  # an earlier run used the global generator
-    again = seeded_detector("compact_cnn", ["fppc"], 3).state_dict()
+    again = create_detector("compact_cnn", ["fppc"], seed=3).state_dict()
     assert all(torch.equal(first[k], again[k]) for k in first)
-    other = seeded_detector("compact_cnn", ["fppc"], 4).state_dict()
+    other = create_detector("compact_cnn", ["fppc"], seed=4).state_dict()
     assert not torch.equal(first["cam.weight"], other["cam.weight"])

@@ -76,8 +76,13 @@ class BugDetector(nn.Module):
         return torch.sigmoid(logits), torch.sigmoid(cam)
 
 
-def create_detector(model: str | dict[str, Any], bug_types: Sequence[str]) -> BugDetector:
+def create_detector(model: str | dict[str, Any], bug_types: Sequence[str], seed: int | None = None) -> BugDetector:
+    """A detector from a named config, a JSON path or a config dict. With ``seed``, its initial
+    weights depend on the seed alone (torch's global generator is seeded first); without it they
+    depend on whatever used that generator before."""
     config = get_model_config(model) if isinstance(model, str) else model
+    if seed is not None:
+        torch.manual_seed(seed)
     return BugDetector(config, bug_types)
 
 

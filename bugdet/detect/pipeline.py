@@ -88,7 +88,7 @@ def train_project(project: Project, run_name: str | None = None, progress: Progr
     device = resolve_torch_device(project.config.device)
     run_name = run_name or f"{cfg.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = project.stage_dir("models") / run_name
-    detector = create_detector(cfg.model, cfg.bug_types)
+    detector = create_detector(cfg.model, cfg.bug_types, seed=cfg.seed)
     size = detector.input_size
     settings = settings_from_config(cfg, device)
     phases = plan_phases(settings)

@@ -31,7 +31,7 @@ from bugdet.detect.data import LabeledFrame, ObjectiveSampler
 from bugdet.detect.floor import ViewmodelDifferenceFloor
 from bugdet.detect.frames import frames_with_ground_truth, load_images
 from bugdet.detect.metrics import calibrate_threshold, evaluate_scores
-from bugdet.detect.model import BugDetector, create_detector
+from bugdet.detect.model import create_detector
 from bugdet.detect.train import TrainSettings, Trainer
 from bugdet.progress import NullProgress, Progress
 from bugdet.project import Project
@@ -288,7 +288,7 @@ class QualityBenchmark:
 
     def _train_and_score(self, method: str, k: int, seed: int, labeled: list[LabeledFrame], sampler: ObjectiveSampler | None,
                          init_state: dict | None = None) -> dict:
-        detector = seeded_detector(self.s.model, self.s.bug_types, seed)
+        detector = create_detector(self.s.model, self.s.bug_types, seed=seed)  # init from the seed, not from run order
         if init_state is not None:
             detector.load_state_dict(init_state)
         mode = {"pretrain": "objective", "finetune": "supervised"}.get(method, method)
@@ -377,16 +377,6 @@ class QualityBenchmark:
             "aggregate": aggregate(self.results),
             "targets": check_targets(self.results),
         }
-
-
-def seeded_detector(model: str, bug_types: Sequence[str], seed: int) -> BugDetector:
-    """A fresh detector whose initial weights depend on ``seed`` alone. Seeding after creating it
-    made them depend on whichever run came before in the process, so a method's result changed
-    with the order the bench ran methods in."""
-    import torch
-
-    torch.manual_seed(seed)
-    return create_detector(model, bug_types)
 
 
 def aggregate(results: Sequence[RunResult]) -> list[dict[str, Any]]:
