@@ -24,8 +24,7 @@ class WeightAverage:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
         self.decay = float(decay)
-        self.updates = 0
-        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        self.reset(module)
 
     def update(self, module: nn.Module) -> None:
         d = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))

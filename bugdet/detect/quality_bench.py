@@ -38,6 +38,12 @@ from bugdet.project import Project
 from bugdet.store.frames import FrameRow, iter_frames
 
 
+def _detect_default(name: str) -> Any:
+    from bugdet.detect.config import DetectConfig
+
+    return DetectConfig.model_fields[name].default
+
+
 @dataclass
 class QualitySettings:
     bug_types: list[str] = field(default_factory=lambda: ["fppc"])
@@ -67,8 +73,10 @@ class QualitySettings:
     weapon_source: str = "auto"
     patience: int = 10  # the best validation epoch is kept either way; few epochs, so rarely stop early
     unlabeled_fraction: float = 0.25
-    color_jitter: float = 0.5  # as detect.color_jitter's default: test levels use palettes training never saw
-    ema_decay: float = 0.98  # as detect.ema_decay's default
+    # detect's own defaults, so the bench measures what `bugdet train` does (jitter: the test levels
+    # use palettes training never saw; the weight average: steadier with few labels)
+    color_jitter: float = field(default_factory=lambda: _detect_default("color_jitter"))
+    ema_decay: float = field(default_factory=lambda: _detect_default("ema_decay"))
     objective_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per bug type, overrides the objective's defaults
     device: str = "cpu"
 
