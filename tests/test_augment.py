@@ -162,6 +162,21 @@ def test_fppc_surface_can_swallow_the_whole_gun(park):
         assert np.array_equal(pos.image[~weapon], neg.image[~weapon])
 
 
+def test_fppc_surface_can_hide_just_the_muzzle_when_asked(park):
+    """Real clipping often hides only the tip of a long barrel; a user can ask for such small cuts."""
+    _, targets, sources = park
+    fppc = build_objective("fppc", scene_occluder_prob=0.0, surface_occluder_prob=1.0, surface_full_prob=0.0,
+                           surface_hidden=(0.03, 0.06))
+    usable = usable_targets(fppc, targets)
+    covers = []
+    for i in range(4):
+        pos, neg = draw_pair(fppc, usable, sources, pair_rng(19, i))
+        target = next(t for t in usable if t.frame_id == pos.meta["target_frame_id"])
+        assert np.array_equal(neg.image[target.weapon_mask], target.rgb[target.weapon_mask])
+        covers.append(pos.meta["weapon_cover"])
+    assert 0 < max(covers) < 0.1
+
+
 def test_fppc_weapon_margin_keeps_a_ring_around_the_gun_in_the_negative(park):
     _, targets, sources = park
     fppc = build_objective("fppc", weapon_margin_px=2, scene_occluder_prob=0.0)

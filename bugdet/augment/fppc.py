@@ -202,7 +202,7 @@ class FPPCObjective(Objective):
         box[max(0, y0 - my):min(H, y1 + my), max(0, x0 - mx):min(W, x1 + mx)] = True
         wall = box & (depth >= cut)
         bug = wall & weapon
-        if bug.sum() < max(8, 0.1 * weapon.sum()):
+        if bug.sum() < max(8, min(0.1, 0.5 * hidden[0]) * weapon.sum()):  # lower surface_hidden settings still pass
             raise UnusableTarget(f"frame {target.frame_id}: the wall would hide too little of the gun")
         index, source = choose_source(sources, rng)
         wy, wx = np.nonzero(wall)
