@@ -16,7 +16,7 @@ from bugdet.playtest import groundtruth as gt
 from bugdet.playtest.bugs import parse_bug_list
 from bugdet.playtest.collision import Box, clearance
 from bugdet.playtest.player import RADIUS, Player, heading_to
-from bugdet.playtest.recorder import record
+from bugdet.playtest.recorder import record, record_many
 from bugdet.playtest.renderer import get_renderer
 from bugdet.playtest.scenes import load_world
 from bugdet.playtest.seeding import stream
@@ -176,6 +176,20 @@ def test_recorded_session_reads_back(tmp_path):
     name = next(n for n, t in e.bugs.items() if t.present)
     mask = cv2.imread(str(reader.resolve(e.bugs[name].mask)), cv2.IMREAD_GRAYSCALE)
     assert mask.max() == 255
+
+
+def test_sessions_recorded_side_by_side_equal_each_recorded_alone(tmp_path):
+    specs = [PlaytestSpec(scene=scene, seed=seed, frames=6, width=64, height=48, prevalence=0.25, bugs=("fppc",))
+             for scene, seed in (("park", 31), ("indoor", 32), ("park", 33))]
+    record_many([(spec, tmp_path / "par" / str(spec.seed)) for spec in specs], workers=2)
+    record_many([(specs[2], tmp_path / "alone" / "33")], workers=1)
+    for spec in specs:
+        assert SessionReader.open(tmp_path / "par" / str(spec.seed)).info.status == "complete"
+    # the last session, recorded after another in its worker, has the bytes it has when alone
+    files = sorted(p.relative_to(tmp_path / "alone") for p in (tmp_path / "alone").rglob("*") if p.is_file())
+    assert len(files) > 6
+    for rel in files:
+        assert (tmp_path / "par" / rel).read_bytes() == (tmp_path / "alone" / rel).read_bytes(), rel
 
 
 def test_split_and_held_out_variants():
