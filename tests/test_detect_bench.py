@@ -150,3 +150,24 @@ def test_a_runs_initial_weights_depend_on_its_seed_not_on_earlier_runs() -> None
     assert all(torch.equal(first[k], again[k]) for k in first)
     other = create_detector("compact_cnn", ["fppc"], seed=4).state_dict()
     assert not torch.equal(first["cam.weight"], other["cam.weight"])
+
+
+def test_quick_bench_runs_the_methods_the_targets_compare() -> None:
+    from bugdet.detect.quality_bench import QualitySettings
+
+    quick = QualitySettings.quick()
+    assert {"supervised", "objective", "pretrain_finetune"} <= set(quick.methods) and "multitask" not in quick.methods
+    assert {0, 10, 25} <= set(quick.ks)
+    assert "multitask" in QualitySettings().methods
+
+
+def test_bench_quality_refuses_an_unknown_method_in_one_line(tmp_path, capsys) -> None:
+    from bugdet.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "quality", "--quick", "--methods", "supervised,magic", "--workdir", str(tmp_path / "w"),
+              "--json", str(tmp_path / "q.json")])
+    assert exc.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "magic" in err and "\n" not in err
+    assert not (tmp_path / "w").exists() and not (tmp_path / "q.json").exists()

@@ -12,18 +12,20 @@ import typer
 def quality(
     json_path: Path = typer.Option(Path("bench-results/quality.json"), "--json", help="Where the measurements go."),
     report: Optional[Path] = typer.Option(None, "--report", help="HTML report path (default: next to --json)."),
-    quick: bool = typer.Option(False, "--quick", help="One seed, k in {0, 10, 25}, smaller captures: ~14 minutes on 2 cores (+~5 to record captures the first time)."),
+    quick: bool = typer.Option(False, "--quick", help="One seed, k in {0, 10, 25}, smaller captures, no multi-task: under 15 minutes on 2 cores, recording included."),
     workdir: Path = typer.Option(Path("bench-results/quality-work"), "--workdir", help="Captures and the bench project (reused)."),
     bugs: Optional[str] = typer.Option(None, "--bugs", help="Comma-separated bug types (default fppc)."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (default 0,1,2; quick: 0)."),
     ks: Optional[str] = typer.Option(None, "--ks", help="Comma-separated labeled-bug budgets (default 0,5,10,25,50)."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods: floor, supervised, objective, pretrain_finetune, multitask (default all; quick: all but multitask)."),
     weapon_source: Optional[str] = typer.Option(None, "--weapon-source", help="engine | auto: how targets' weapon masks are found."),
 ) -> None:
     """The paper's protocol on the playtest world: supervised vs objective vs pretrain+finetune vs multi-task."""
     import numpy as np
 
     from bugdet.cli.common import console
-    from bugdet.detect.quality_bench import QualityBenchmark, QualitySettings, write_json
+    from bugdet.detect.quality_bench import METHODS, QualityBenchmark, QualitySettings, write_json
+    from bugdet.errors import InputError
     from bugdet.detect.report import render_report
     from bugdet.progress import rich_progress
 
@@ -34,6 +36,11 @@ def quality(
         s.seeds = [int(v) for v in seeds.split(",")]
     if ks:
         s.ks = [int(v) for v in ks.split(",")]
+    if methods:
+        s.methods = [m.strip() for m in methods.split(",") if m.strip()]
+        unknown = sorted(set(s.methods) - set(METHODS))
+        if unknown:
+            raise InputError(f"--methods: unknown {', '.join(unknown)} (known: {', '.join(METHODS)})")
     if weapon_source:
         s.weapon_source = weapon_source
     bench = QualityBenchmark(s, workdir)
