@@ -25,8 +25,8 @@ def quality(
 
     from bugdet.cli.common import console
     from bugdet.detect.quality_bench import METHODS, QualityBenchmark, QualitySettings, write_json
-    from bugdet.errors import InputError
     from bugdet.detect.report import render_report
+    from bugdet.errors import InputError
     from bugdet.progress import rich_progress
 
     s = QualitySettings.quick() if quick else QualitySettings()

@@ -90,7 +90,7 @@ class QualitySettings:
         """One seed, k in {0, 10, 25}, smaller captures, and the methods the three targets compare
         (multi-task, the slowest and least steady, only in the full run or with ``methods``): made
         to finish in under 15 minutes on 2 CPU cores, recording included."""
-        return cls(ks=[0, 10, 25], seeds=[0], methods=["floor", "supervised", "objective", "pretrain_finetune"],
+        return cls(ks=[0, 10, 25], seeds=[0], methods=[m for m in METHODS if m != "multitask"],
                    unlabeled_frames=600, label_pool_frames=600, val_frames=450, test_frames=3000,
                    segment_frames=48, epochs=10, finetune_epochs=5, steps_per_epoch=30)
 
@@ -190,11 +190,12 @@ def prepare_data(s: QualitySettings, workdir: Path, size: tuple[int, int], progr
     ]
     project = Project.open(workdir / data_key(s), overrides, create=True)
     captures = workdir / "captures" / f"{s.width}x{s.height}"
+    sessions = session_specs(s)
     missing = [(PlaytestSpec(scene=x.scene, seed=x.seed, frames=x.frames, width=s.width, height=s.height,
                              prevalence=x.prevalence, bugs=tuple(s.bug_types), weapon=x.weapon), captures / x.name)
-               for x in session_specs(s) if not (captures / x.name / "session.json").exists()]
+               for x in sessions if not (captures / x.name / "session.json").exists()]
     record_many(missing, workers=s.record_workers, progress=progress)
-    for session in session_specs(s):
+    for session in sessions:
         ingest(project, [captures / session.name], split=session.split, progress=progress)
     conn = project.connect()
     train_rows = [f for f in iter_frames(conn, split="train")]
@@ -223,7 +224,7 @@ def prepare_data(s: QualitySettings, workdir: Path, size: tuple[int, int], progr
                  for split, frames in (("label_pool", train), ("val", val), ("test", test))},
         "episodes": {split: {t: count_episodes(list(iter_frames(conn, split=split)), t) for t in s.bug_types}
                      for split in ("labelpool", "val", "test")},
-        "sessions": [session.name for session in session_specs(s)],
+        "sessions": [session.name for session in sessions],
     }
     return BenchData(project, train_rows, unlabeled, train, val, test, test_rows, targets, sources, notes)
 
