@@ -163,3 +163,14 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path) -> None:
         load_checkpoint(tmp_path / "bad.pt")
     with pytest.raises(InputError, match="no such detector checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_region_detector_trains_on_the_objective_and_refuses_a_region_without_the_gun(playtest) -> None:
+    frames, targets, sources = playtest
+    corner = {**TINY, "region": {"box": [0.45, 0.45, 1.0, 1.0], "bug_types": ["fppc"]}}
+    sampler = ObjectiveSampler([build_objective("fppc")], targets, sources, ["fppc"], SIZE)
+    result = Trainer(create_detector(corner, ["fppc"]), settings(mode="objective"), objective=sampler, val=frames[::2]).fit()
+    assert result.calibrated["fppc"] and all(np.isfinite(h["loss"]) for h in result.history)
+    sky = {**TINY, "region": {"box": [0.0, 0.0, 0.4, 0.4], "bug_types": ["fppc"]}}
+    with pytest.raises(InputError, match="of the viewmodel's pixels lie inside"):
+        Trainer(create_detector(sky, ["fppc"]), settings(mode="objective"), objective=sampler, val=frames[::2])

@@ -223,3 +223,15 @@ def test_export_leaves_the_callers_module_untouched(tmp_path: Path) -> None:
     model = small_detector((4, 8)).train().double()
     export_package(model, scene_frames(2)[0], tmp_path, version="1", exporter="torchscript")
     assert model.training and next(model.parameters()).dtype == torch.float64
+
+
+def test_region_detector_exports_with_whole_frame_input_and_heatmaps(tmp_path: Path) -> None:
+    """The crop and the heatmap placement are part of the graph: callers still send whole frames."""
+    config = {"backbone": {"type": "compact_cnn", "widths": [8, 16, 32]}, "input_size": list(INPUT_SIZE),
+              "region": {"box": [0.25, 0.5, 1.0, 1.0], "bug_types": BUG_TYPES}}
+    detector = create_detector(config, BUG_TYPES, seed=0)
+    frames, _ = scene_frames(6, seed=3)
+    result = export_package(detector, frames, tmp_path, name="corner", version="1", thresholds={})
+    assert result.parity.passed and result.exporter == "dynamo"
+    manifest = load_manifest(result.path, verify=True)
+    assert (manifest.input.height, manifest.input.width) == INPUT_SIZE and manifest.heatmap_size == (8, 8)

@@ -4,7 +4,8 @@ One 1x1 convolution turns the backbone's feature map into a map per bug type (CA
 score for a type is a log-sum-exp pool of its map: close to the max for a sharp pool, so one
 small clipped region can flag a frame, yet every location gets gradient. The same map, squashed,
 is the localisation a tester sees. Model configs are data (``model_configs/*.json``), so a new
-variant is a file, not code.
+variant is a file, not code. A config may name a screen region (``region.py``): the backbone then
+sees only that part of the frame, at full resolution.
 
 Contract with export and the service: ``forward(images)`` takes float RGB in [0, 1] at
 ``input_size`` and returns ``(scores [N, T], heatmaps [N, T, h, w])``, both in [0, 1].
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from bugdet.detect.backbones import build_backbone
+from bugdet.detect.region import ScreenRegion
 from bugdet.errors import ConfigError, InputError
 
 CHECKPOINT_FORMAT = "bugdet.detector/1"
@@ -51,6 +53,9 @@ class BugDetector(nn.Module):
         self.config = copy.deepcopy(config)
         self.bug_types = list(bug_types)
         self.input_size = tuple(int(v) for v in config["input_size"])
+        self.region = ScreenRegion.from_config(config.get("region"))
+        if self.region is not None:
+            self.region.check_bug_types(self.bug_types)
         self.backbone = build_backbone(config["backbone"])
         self.cam = nn.Conv2d(self.backbone.out_channels, len(self.bug_types), kernel_size=1)
         nn.init.normal_(self.cam.weight, std=0.01)
@@ -65,10 +70,14 @@ class BugDetector(nn.Module):
 
     def activation_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits per frame [N, T] and per location [N, T, h, w] (what the loss sees)."""
+        if self.region is not None:
+            images = self.region.crop(images, self.input_size)
         x = (images - self.mean) / self.std
         cam = self.cam(self.backbone(x))
         flat = cam.flatten(2) * self.pool_sharpness
         pooled = (torch.logsumexp(flat, dim=2) - math.log(flat.shape[2])) / self.pool_sharpness
+        if self.region is not None:
+            cam = self.region.place(cam, self.input_size)  # scores pool the region only
         return pooled, cam
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,6 +33,7 @@ from bugdet.detect.data import Batch, LabeledFrame, LabeledSampler, ObjectiveSam
 from bugdet.detect.metrics import average_precision, calibrate_threshold
 from bugdet.detect.model import BugDetector, load_checkpoint, save_checkpoint
 from bugdet.detect.photometric import color_jitter
+from bugdet.detect.region import require_viewmodel_inside
 from bugdet.progress import NullProgress, Progress
 
 Mode = Literal["supervised", "objective", "pretrain_finetune", "multitask"]
@@ -141,6 +142,8 @@ class Trainer:
             raise ValueError(f"mode {settings.mode} needs an objective")
         self.labeled = LabeledSampler(labeled, detector.input_size, settings.bug_fraction) if needs_labels else None
         self.objective = objective
+        if objective is not None:
+            require_viewmodel_inside(detector.region, [t.weapon_mask for t in objective.targets])
         self.val = list(val)
         self.run_dir = Path(run_dir) if run_dir else None
         self.progress = progress or NullProgress()
