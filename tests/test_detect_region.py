@@ -84,3 +84,9 @@ def test_training_refuses_a_viewmodel_outside_the_region() -> None:
     with pytest.raises(InputError, match="only 0% of the viewmodel"):
         require_viewmodel_inside(region, [left_handed])
     require_viewmodel_inside(None, [left_handed])  # whole-frame detectors see it anyway
+
+
+def test_auto_picks_the_region_model_only_when_every_bug_type_shows_on_the_viewmodel() -> None:
+    assert create_detector("auto", ["fppc"]).region is not None
+    mixed = create_detector("auto", ["fppc", "missing_texture"])
+    assert mixed.region is None and mixed.input_size == (144, 192)

@@ -9,8 +9,10 @@ from bugdet.config_base import Section
 
 class DetectConfig(Section):
     model: str = Field(
-        "compact_cnn",
-        description="Detector config: a name from bugdet/detect/model_configs (compact_cnn, clip_vit_s32, ...) or a JSON file.",
+        "auto",
+        description="Detector config: auto, a name from bugdet/detect/model_configs (compact_cnn, compact_cnn_viewmodel, "
+        "clip_vit_s32, ...) or a JSON file. auto = compact_cnn_viewmodel (the viewmodel's corner at full resolution) when "
+        "every bug type shows on the viewmodel (fppc), else compact_cnn (the whole frame).",
     )
     bug_types: list[str] = Field(
         default_factory=lambda: ["fppc"],

@@ -41,7 +41,7 @@ def get_model_config(name: str) -> dict[str, Any]:
         return json.loads(path.read_text())
     res = resources.files("bugdet.detect.model_configs") / f"{name}.json"
     if not res.is_file():
-        raise ConfigError(f"detect.model: unknown detector config {name!r} (known: {', '.join(list_model_configs())})")
+        raise ConfigError(f"detect.model: unknown detector config {name!r} (known: auto, {', '.join(list_model_configs())})")
     return json.loads(res.read_text())
 
 
@@ -85,10 +85,24 @@ class BugDetector(nn.Module):
         return torch.sigmoid(logits), torch.sigmoid(cam)
 
 
+#: ``detect.model: auto`` picks one of these by the bug types (see ``choose_model_config``).
+AUTO, VIEWMODEL_CONFIG, WHOLE_FRAME_CONFIG = "auto", "compact_cnn_viewmodel", "compact_cnn"
+
+
+def choose_model_config(bug_types: Sequence[str]) -> str:
+    """The offline default for a set of bug types: the viewmodel-region CNN when every type shows
+    on the viewmodel (it scores higher on FPPC in the quality bench, for less compute), else the
+    whole-frame CNN, which every bug type can use."""
+    region = get_model_config(VIEWMODEL_CONFIG)["region"]
+    return VIEWMODEL_CONFIG if set(bug_types) <= set(region["bug_types"]) else WHOLE_FRAME_CONFIG
+
+
 def create_detector(model: str | dict[str, Any], bug_types: Sequence[str], seed: int | None = None) -> BugDetector:
-    """A detector from a named config, a JSON path or a config dict. With ``seed``, its initial
-    weights depend on the seed alone (torch's global generator is seeded first); without it they
-    depend on whatever used that generator before."""
+    """A detector from a named config (or ``auto``), a JSON path or a config dict. With ``seed``,
+    its initial weights depend on the seed alone (torch's global generator is seeded first);
+    without it they depend on whatever used that generator before."""
+    if model == AUTO:
+        model = choose_model_config(bug_types)
     config = get_model_config(model) if isinstance(model, str) else model
     if seed is not None:
         torch.manual_seed(seed)

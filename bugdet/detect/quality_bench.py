@@ -69,7 +69,7 @@ class QualitySettings:
     good_pool: int = 40  # labeled good frames next to the k bugs
     objective_good_frames: int = 5  # the paper's "5 labeled good frames"
     segment_frames: int = 80  # train frames segmented for the mask bank
-    model: str = "compact_cnn"
+    model: str = "auto"  # compact_cnn_viewmodel for FPPC (see detect.model)
     epochs: int = 10
     finetune_epochs: int = 5
     steps_per_epoch: int = 40
