@@ -81,6 +81,7 @@ def test_quality_benchmark_end_to_end_on_tiny_captures(tmp_path) -> None:
     assert methods == {("floor", 0), ("objective", 0), ("supervised", 2), ("pretrain_finetune", 2), ("multitask", 2)}
     assert all(0.0 <= r["f1"] <= 1.0 and r["tp"] + r["fn"] > 0 for r in summary["results"])
     assert summary["data"]["bugs"]["test"]["fppc"] > 0
+    assert summary["detector_model"] == "compact_cnn_viewmodel"  # auto, resolved for FPPC alone
 
 
 def test_every_split_spreads_its_frames_over_sessions_that_cover_every_weapon() -> None:

@@ -91,7 +91,7 @@ AUTO, VIEWMODEL_CONFIG, WHOLE_FRAME_CONFIG = "auto", "compact_cnn_viewmodel", "c
 
 def choose_model_config(bug_types: Sequence[str]) -> str:
     """The offline default for a set of bug types: the viewmodel-region CNN when every type shows
-    on the viewmodel (it scores higher on FPPC in the quality bench, for less compute), else the
+    on the viewmodel (it ranks FPPC frames better in the quality bench, for less compute), else the
     whole-frame CNN, which every bug type can use."""
     region = get_model_config(VIEWMODEL_CONFIG)["region"]
     return VIEWMODEL_CONFIG if set(bug_types) <= set(region["bug_types"]) else WHOLE_FRAME_CONFIG

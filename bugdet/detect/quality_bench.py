@@ -32,7 +32,7 @@ from bugdet.detect.data import LabeledFrame, ObjectiveSampler
 from bugdet.detect.floor import ViewmodelDifferenceFloor
 from bugdet.detect.frames import frames_with_ground_truth, load_images
 from bugdet.detect.metrics import calibrate_threshold, evaluate_scores
-from bugdet.detect.model import create_detector
+from bugdet.detect.model import AUTO, choose_model_config, create_detector
 from bugdet.detect.train import TrainSettings, Trainer
 from bugdet.progress import NullProgress, Progress
 from bugdet.project import Project
@@ -277,7 +277,8 @@ class QualityBenchmark:
         self.s = s
         self.workdir = Path(workdir)
         self.progress = progress or NullProgress()
-        self.size = tuple(create_detector(s.model, s.bug_types).input_size)
+        self.model = choose_model_config(s.bug_types) if s.model == AUTO else s.model  # named in the JSON
+        self.size = tuple(create_detector(self.model, s.bug_types).input_size)
         self.results: list[RunResult] = []
         self.curves: dict[str, dict] = {}  # run key -> test scores, for the report
         self.data: BenchData | None = None
@@ -302,7 +303,7 @@ class QualityBenchmark:
 
     def _train_and_score(self, method: str, k: int, seed: int, labeled: list[LabeledFrame], sampler: ObjectiveSampler | None,
                          init_state: dict | None = None) -> dict:
-        detector = create_detector(self.s.model, self.s.bug_types, seed=seed)  # init from the seed, not from run order
+        detector = create_detector(self.model, self.s.bug_types, seed=seed)  # init from the seed, not from run order
         if init_state is not None:
             detector.load_state_dict(init_state)
         mode = {"pretrain": "objective", "finetune": "supervised"}.get(method, method)
@@ -384,6 +385,7 @@ class QualityBenchmark:
             "prevalence": self.s.prevalence,
             "test_prevalence_measured": test_bugs / max(len(self.data.test), 1),
             "settings": asdict(self.s),
+            "detector_model": self.model,
             "backbone_pretrained": False,
             "data": self.data.notes,
             "seconds": {"data": round(data_seconds, 1), "total": round(total_seconds, 1)},
