@@ -73,7 +73,7 @@ def test_quality_benchmark_end_to_end_on_tiny_captures(tmp_path) -> None:
     from bugdet.detect.quality_bench import QualityBenchmark, QualitySettings
 
     s = QualitySettings(ks=[0, 2], seeds=[0], scenes=["park"], width=160, height=120, unlabeled_frames=80,
-                        label_pool_frames=120, label_pool_prevalence=0.1, val_frames=120, val_prevalence=0.1,
+                        label_pool_frames=160, label_pool_prevalence=0.15, val_frames=120, val_prevalence=0.1,
                         test_frames=200, prevalence=0.05, good_pool=10, segment_frames=6, epochs=1,
                         finetune_epochs=1, steps_per_epoch=2, batch_size=8, sessions_per_split=2)
     summary = QualityBenchmark(s, tmp_path).run()
@@ -172,3 +172,16 @@ def test_bench_quality_refuses_an_unknown_method_in_one_line(tmp_path, capsys) -
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "magic" in err and "\n" not in err
     assert not (tmp_path / "w").exists() and not (tmp_path / "q.json").exists()
+
+
+def test_labels_cannot_be_drawn_from_a_pool_without_bugs() -> None:
+    """Captures whose label pool caught no bug episode stop with a clear error, not a trainer's."""
+    from bugdet.detect.data import LabeledFrame
+    from bugdet.detect.quality_bench import BenchData, draw_labels
+    from bugdet.errors import InputError
+
+    goods = [LabeledFrame(np.zeros((4, 4, 3), np.uint8), np.zeros(1, np.float32), np.ones(1, bool), i) for i in range(6)]
+    data = BenchData(None, [], [], goods, [], [], [], [], [])
+    assert len(draw_labels(data, ["fppc"], 0, 3, seed=0)) == 3  # k = 0 needs no bug frames
+    with pytest.raises(InputError, match="no fppc frames to label"):
+        draw_labels(data, ["fppc"], 10, 3, seed=0)

@@ -34,6 +34,7 @@ from bugdet.detect.frames import frames_with_ground_truth, load_images
 from bugdet.detect.metrics import calibrate_threshold, evaluate_scores
 from bugdet.detect.model import AUTO, choose_model_config, create_detector
 from bugdet.detect.train import TrainSettings, Trainer
+from bugdet.errors import InputError
 from bugdet.progress import NullProgress, Progress
 from bugdet.project import Project
 from bugdet.store.frames import FrameRow, iter_frames
@@ -247,8 +248,11 @@ def draw_labels(data: BenchData, bug_types: Sequence[str], k: int, good: int, se
     k = 10 set is inside the k = 25 set), plus ``good`` good frames."""
     rng = np.random.default_rng([seed, 7])
     picked: list[LabeledFrame] = []
-    for i, _ in enumerate(bug_types):
+    for i, bug_type in enumerate(bug_types):
         pool = [f for f in data.train if f.labels[i] > 0]
+        if k > 0 and not pool:
+            raise InputError(f"the label pool's captures hold no {bug_type} frames to label: "
+                             "record a larger label pool (label_pool_frames / label_pool_prevalence)")
         picked += [pool[j] for j in rng.permutation(len(pool))[:k]]
     goods = [f for f in data.train if not f.is_bug]
     picked += [goods[j] for j in rng.permutation(len(goods))[:good]]
