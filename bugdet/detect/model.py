@@ -85,14 +85,16 @@ class BugDetector(nn.Module):
         return torch.sigmoid(logits), torch.sigmoid(cam)
 
 
-#: ``detect.model: auto`` picks one of these by the bug types (see ``choose_model_config``).
+#: ``detect.model: auto`` picks one of these by the bug types (see ``resolve_model_name``).
 AUTO, VIEWMODEL_CONFIG, WHOLE_FRAME_CONFIG = "auto", "compact_cnn_viewmodel", "compact_cnn"
 
 
-def choose_model_config(bug_types: Sequence[str]) -> str:
-    """The offline default for a set of bug types: the viewmodel-region CNN when every type shows
-    on the viewmodel (it ranks FPPC frames better in the quality bench, for less compute), else the
-    whole-frame CNN, which every bug type can use."""
+def resolve_model_name(model: str, bug_types: Sequence[str]) -> str:
+    """``model`` itself, unless it is ``auto``: then the offline default for these bug types, the
+    viewmodel-region CNN when every type shows on the viewmodel (it ranks FPPC frames better in
+    the quality bench, for less compute), else the whole-frame CNN, which every bug type can use."""
+    if model != AUTO:
+        return model
     region = get_model_config(VIEWMODEL_CONFIG)["region"]
     return VIEWMODEL_CONFIG if set(bug_types) <= set(region["bug_types"]) else WHOLE_FRAME_CONFIG
 
@@ -101,9 +103,7 @@ def create_detector(model: str | dict[str, Any], bug_types: Sequence[str], seed:
     """A detector from a named config (or ``auto``), a JSON path or a config dict. With ``seed``,
     its initial weights depend on the seed alone (torch's global generator is seeded first);
     without it they depend on whatever used that generator before."""
-    if model == AUTO:
-        model = choose_model_config(bug_types)
-    config = get_model_config(model) if isinstance(model, str) else model
+    config = get_model_config(resolve_model_name(model, bug_types)) if isinstance(model, str) else model
     if seed is not None:
         torch.manual_seed(seed)
     return BugDetector(config, bug_types)

@@ -32,7 +32,7 @@ from bugdet.detect.data import LabeledFrame, ObjectiveSampler
 from bugdet.detect.floor import ViewmodelDifferenceFloor
 from bugdet.detect.frames import frames_with_ground_truth, load_images
 from bugdet.detect.metrics import calibrate_threshold, evaluate_scores
-from bugdet.detect.model import AUTO, choose_model_config, create_detector
+from bugdet.detect.model import create_detector, resolve_model_name
 from bugdet.detect.train import TrainSettings, Trainer
 from bugdet.errors import InputError
 from bugdet.progress import NullProgress, Progress
@@ -281,7 +281,7 @@ class QualityBenchmark:
         self.s = s
         self.workdir = Path(workdir)
         self.progress = progress or NullProgress()
-        self.model = choose_model_config(s.bug_types) if s.model == AUTO else s.model  # named in the JSON
+        self.model = resolve_model_name(s.model, s.bug_types)  # named in the JSON
         self.size = tuple(create_detector(self.model, s.bug_types).input_size)
         self.results: list[RunResult] = []
         self.curves: dict[str, dict] = {}  # run key -> test scores, for the report
