@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bugdet.augment import OBJECTIVES, TargetFrame, UnusableTarget, build_objective
-from bugdet.augment.base import registered
+from bugdet.augment.catalogue import registered
 from bugdet.augment.generate import draw_pair, pair_rng, usable_targets
 from bugdet.augment.loaders import load_sources, load_targets
 from bugdet.errors import ConfigError

@@ -7,8 +7,8 @@ from bugdet.augment.base import (
     SourceMask,
     TargetFrame,
     UnusableTarget,
-    build_objective,
 )
+from bugdet.augment.catalogue import build_objective
 
 __all__ = [
     "OBJECTIVES",

@@ -1,4 +1,4 @@
-"""The contract of a self-supervised bug objective, and the registry that builds them.
+"""The contract of a self-supervised bug objective, and the registry objectives join.
 
 An objective turns a *target* frame (a good or unlabeled frame) and *sources* (regions from the
 mask bank) into a matched pair: a positive that shows the bug and a negative built from the same
@@ -6,20 +6,19 @@ content with the same edit artefacts but no bug. Training on such pairs teaches 
 separates them (e.g. occlusion order of the weapon) instead of "was something pasted here".
 
 Objectives are configured as data: each registers a parameter dataclass, and
-:func:`build_objective` validates keyword parameters against it, so a project file can retune an
-objective (``augment.objectives.fppc.min_cover``) without code.
+:func:`bugdet.augment.catalogue.build_objective` validates keyword parameters against it, so a
+project file can retune an objective (``augment.objectives.fppc.min_cover``) without code. This
+module only holds the contract and the registry; it imports no objective, so the objective modules
+can import it without a cycle.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
-
-from bugdet.errors import ConfigError
 
 #: The bug types that have an objective, in the order commands list them (names follow
 #: :data:`bugdet.ingest.session_format.BUG_TYPES`, so samples and ground truth share a vocabulary).
@@ -102,12 +101,14 @@ class Objective(ABC):
 
 
 @dataclass(frozen=True)
-class _Registration:
+class Registration:
     factory: Callable[..., Objective]
     params: type
 
 
-_REGISTRY: dict[str, _Registration] = {}
+#: Filled by :func:`register_objective` as objective modules are imported; read through
+#: :mod:`bugdet.augment.catalogue`, which imports them all first.
+REGISTRY: dict[str, Registration] = {}
 
 
 def register_objective(bug_type: str, params: type) -> Callable[[type], type]:
@@ -116,43 +117,7 @@ def register_objective(bug_type: str, params: type) -> Callable[[type], type]:
 
     def wrap(cls: type) -> type:
         cls.bug_type = bug_type
-        _REGISTRY[bug_type] = _Registration(factory=cls, params=params)
+        REGISTRY[bug_type] = Registration(factory=cls, params=params)
         return cls
 
     return wrap
-
-
-def objective_params(bug_type: str) -> type:
-    """The parameter dataclass of a registered objective (for docs and config validation)."""
-    _ensure_loaded()
-    if bug_type not in _REGISTRY:
-        raise ConfigError(f"no objective for bug type {bug_type!r} (known: {', '.join(sorted(_REGISTRY))})")
-    return _REGISTRY[bug_type].params
-
-
-def build_objective(bug_type: str, **params: Any) -> Objective:
-    """The objective for ``bug_type`` with ``params`` overriding its defaults; unknown or
-    ill-typed parameters raise :class:`ConfigError` naming them."""
-    cls = objective_params(bug_type)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ConfigError(
-            f"objective {bug_type}: unknown parameter(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
-        )
-    try:
-        p = cls(**params)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"objective {bug_type}: {exc}") from None
-    return _REGISTRY[bug_type].factory(p)
-
-
-def _ensure_loaded() -> None:
-    # The objective modules register themselves on import; importing them here keeps
-    # ``build_objective`` usable from ``bugdet.augment.base`` alone.
-    from bugdet.augment import frame_bugs, fppc, texture_bugs  # noqa: F401
-
-
-def registered() -> tuple[str, ...]:
-    _ensure_loaded()
-    return tuple(_REGISTRY)

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from bugdet.augment.base import OBJECTIVES, SourceMask, TargetFrame, build_objective
+from bugdet.augment.base import OBJECTIVES, SourceMask, TargetFrame
+from bugdet.augment.catalogue import build_objective
 from bugdet.augment.generate import draw_pair, pair_rng, usable_targets
 from bugdet.augment.weapon import estimate_weapon_masks, mask_iou, propagate_masks
 

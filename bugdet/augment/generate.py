@@ -17,7 +17,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from bugdet.augment.base import Objective, Sample, SourceMask, TargetFrame, UnusableTarget, build_objective
+from bugdet.augment.base import Objective, Sample, SourceMask, TargetFrame, UnusableTarget
+from bugdet.augment.catalogue import build_objective
 from bugdet.augment.loaders import bank_available, load_sources, load_targets
 from bugdet.augment.sheet import render_sheet
 from bugdet.errors import InputError

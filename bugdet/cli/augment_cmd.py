@@ -24,7 +24,7 @@ def augment(
     overrides: Optional[List[str]] = SetOption,
 ) -> None:
     """Make positive/negative pairs of one bug type from the mask bank and target frames."""
-    from bugdet.augment.base import registered
+    from bugdet.augment.catalogue import registered
     from bugdet.augment.generate import write_samples
     from bugdet.errors import InputError
     from bugdet.progress import rich_progress
