@@ -128,8 +128,8 @@ def run_demo(root: Path, progress: Progress | None = None, serve: bool = True) -
     step(f"registry: {MODEL_NAME} {champion.version} is the champion the service serves ({registry.root})")
 
     if serve:
-        from bugdet.export.harness import run_playtest
-        from bugdet.export.harness_report import write_report
+        from bugdet.harness.playtest import run_playtest
+        from bugdet.harness.report import write_report
         from service.client import SpawnedServer
 
         with SpawnedServer(str(registry.root)) as server:

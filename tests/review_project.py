@@ -71,7 +71,7 @@ def detector_playtest(models_dir: Path, frames: int):
     """A real playtest: the playtest world streams frames to the gRPC service serving an exported
     detector package (the training stage's architecture, random weights: training it on OpenCV
     scenes would cost seconds and change nothing the review tests look at)."""
-    from bugdet.export.harness import run_playtest
+    from bugdet.harness.playtest import run_playtest
     from bugdet.export.package import export_package
     import torch
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bugdet.export.harness import run_playtest
-from bugdet.export.harness_report import write_report
+from bugdet.harness.playtest import run_playtest
+from bugdet.harness.report import write_report
 from bugdet.playtest.session import PlaytestSession, PlaytestSpec
 from service.frames import fit_to_input
 from service.runtime import new_session

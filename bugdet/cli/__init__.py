@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "bugdet.cli.augment_cmd",
     "bugdet.cli.detect_cmd",
     "bugdet.cli.export_cmd",
+    "bugdet.cli.harness_cmd",
     "bugdet.cli.review_cmd",
     "bugdet.cli.registry_cmd",
     "bugdet.cli.nightly_cmd",

@@ -1,10 +1,8 @@
-"""Export a trained detector to an ONNX model package the detection service can load, and drive
-the service from the playtest world.
+"""Export a trained detector to an ONNX model package the detection service can load.
 
 ``onnx_graph`` turns the torch detector into an ONNX graph that takes uint8 RGB frames,
 ``parity`` proves the graph computes what torch computes on real frames, and ``package``
 writes the model directory atomically with its manifest. The package format itself lives in
 :mod:`service.model_package`, shared with the service, which never imports this package.
-``harness`` / ``harness_report`` run an automated playtest against the service and write the
-HTML playtest report; ``bench_service`` measures what the service costs over onnxruntime.
+``bench_service`` measures what the service costs over onnxruntime.
 """

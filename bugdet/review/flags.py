@@ -1,6 +1,6 @@
 """Detector flags from playtests, persisted so testers can confirm or reject them in the review app.
 
-A playtest (:func:`bugdet.export.harness.run_playtest`) yields a :class:`PlaytestRun` whose frames
+A playtest (:func:`bugdet.harness.playtest.run_playtest`) yields a :class:`PlaytestRun` whose frames
 carry the detector's scores, its per-type flags and a normalised localisation box. Only flagged
 frames matter for review, and the playtest frames are not otherwise part of a project, so
 importing a run stores each flagged frame as a project frame (content-addressed like ingest, split
@@ -40,7 +40,7 @@ from bugdet.store.frames import ensure_frames_schema, insert_frame
 from bugdet.store.labels import ensure_labels_schema, insert_labels
 
 if TYPE_CHECKING:
-    from bugdet.export.harness import PlaytestRun
+    from bugdet.harness.playtest import PlaytestRun
     from bugdet.project import Project
 
 VERDICTS = ("confirm", "reject")

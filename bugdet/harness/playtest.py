@@ -4,7 +4,7 @@ The playtest world plays the part of an engine plugin: every rendered frame is r
 RGBA (as a GPU readback would be), sent over ``DetectStream`` with its session, frame index,
 time, level and camera pose, and the detections coming back (matched by frame id) are joined
 with the world's exact ground truth. The result is a :class:`PlaytestRun`, which
-:mod:`bugdet.export.harness_report` turns into the HTML playtest report.
+:mod:`bugdet.harness.report` turns into the HTML playtest report.
 """
 
 from __future__ import annotations

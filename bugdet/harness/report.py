@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bugdet.export.harness import FrameRecord, PlaytestRun
+from bugdet.harness.playtest import FrameRecord, PlaytestRun
 
 MAP_SIZE = 520
 BOX_COLOURS = [(255, 64, 64), (255, 200, 0), (0, 200, 255), (200, 80, 255), (80, 255, 120), (255, 128, 0)]
