@@ -1,4 +1,4 @@
-"""Stage 3: self-supervised bug objectives built from the mask bank and target frames."""
+"""The augment stage: self-supervised bug objectives built from the mask bank and target frames."""
 
 from bugdet.augment.base import (
     OBJECTIVES,

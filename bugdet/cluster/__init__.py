@@ -1,1 +1,1 @@
-"""Stage 2b: autonomous filtering: FAISS k-means, HAC merge, dedupe, cluster balancing, the mask bank."""
+"""The cluster stage (autonomous filtering): FAISS k-means, HAC merge, dedupe, cluster balancing, the mask bank."""

@@ -1,1 +1,1 @@
-"""Stage 5: the bug detector — model, training modes, calibration and evaluation."""
+"""The train stage: the bug detector — model, training modes, calibration and evaluation."""

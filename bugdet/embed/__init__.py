@@ -1,1 +1,1 @@
-"""Stage 2a: CLIP embeddings of mask crops and frames (open_clip eager or exported ONNX), stored in shards."""
+"""The embed stage: CLIP embeddings of mask crops and frames (open_clip eager or exported ONNX), stored in shards."""

@@ -1,1 +1,1 @@
-"""Stage 1: ingest captures (videos, frame folders, capture sessions) into the project store."""
+"""The ingest stage: captures (videos, frame folders, capture sessions) into the project store."""

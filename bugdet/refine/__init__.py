@@ -1,1 +1,1 @@
-"""Stage 2c: interactive filtering: text-prompt, cluster and mask decisions, persisted and replayable."""
+"""The refine stage (interactive filtering): text-prompt, cluster and mask decisions, persisted and replayable."""

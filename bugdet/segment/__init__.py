@@ -1,4 +1,4 @@
-"""Stage 2: cut frames into candidate masks (automatic grid prompts, tester prompts, engine IDs).
+"""The segment stage: cut frames into candidate masks (automatic grid prompts, tester prompts, engine IDs).
 
 Public API (imported lazily, because :mod:`bugdet.config` imports :mod:`bugdet.segment.config`
 and this package must not pull the project machinery into that import)::
