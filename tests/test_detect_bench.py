@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from bugdet.detect.floor import ViewmodelDifferenceFloor
-from bugdet.detect.quality_bench import RunResult, aggregate, check_targets
-from bugdet.detect.report import render_report
+from bugdet.bench.quality.protocol import RunResult, aggregate, check_targets
+from bugdet.bench.quality.report import render_report
 
 
 def run(method: str, k: int, seed: int, f1: float) -> RunResult:
@@ -70,7 +70,7 @@ def test_viewmodel_floor_scores_covered_weapons_higher() -> None:
 @pytest.mark.slow
 def test_quality_benchmark_end_to_end_on_tiny_captures(tmp_path) -> None:
     """The whole protocol on captures small enough for a few minutes: every method, every k."""
-    from bugdet.detect.quality_bench import QualityBenchmark, QualitySettings
+    from bugdet.bench.quality.protocol import QualityBenchmark, QualitySettings
 
     s = QualitySettings(ks=[0, 2], seeds=[0], scenes=["park"], width=160, height=120, unlabeled_frames=80,
                         label_pool_frames=160, label_pool_prevalence=0.15, val_frames=120, val_prevalence=0.1,
@@ -85,7 +85,7 @@ def test_quality_benchmark_end_to_end_on_tiny_captures(tmp_path) -> None:
 
 
 def test_every_split_spreads_its_frames_over_sessions_that_cover_every_weapon() -> None:
-    from bugdet.detect.quality_bench import QualitySettings, session_specs
+    from bugdet.bench.quality.protocol import QualitySettings, session_specs
     from bugdet.playtest.split import split_for_seed
     from bugdet.playtest.viewmodel import WEAPONS
 
@@ -105,7 +105,7 @@ def test_every_split_spreads_its_frames_over_sessions_that_cover_every_weapon() 
 def test_mask_bank_frames_are_a_fixed_spread_of_the_pool() -> None:
     from types import SimpleNamespace
 
-    from bugdet.detect.quality_bench import segment_frame_ids
+    from bugdet.bench.quality.protocol import segment_frame_ids
 
     rows = [SimpleNamespace(id=100 + i) for i in range(50)]
     picked = segment_frame_ids(rows, 5)
@@ -117,7 +117,7 @@ def test_mask_bank_frames_are_a_fixed_spread_of_the_pool() -> None:
 def test_episodes_are_runs_of_bug_frames_within_one_capture() -> None:
     from types import SimpleNamespace
 
-    from bugdet.detect.quality_bench import count_episodes
+    from bugdet.bench.quality.protocol import count_episodes
 
     def row(source: int, index: int, bug: bool) -> SimpleNamespace:
         return SimpleNamespace(source_id=source, source_index=index, ground_truth={"fppc": {"present": bug}})
@@ -130,7 +130,7 @@ def test_episodes_are_runs_of_bug_frames_within_one_capture() -> None:
 
 
 def test_a_changed_data_layout_gets_its_own_bench_project() -> None:
-    from bugdet.detect.quality_bench import QualitySettings, data_key
+    from bugdet.bench.quality.protocol import QualitySettings, data_key
 
     quick = QualitySettings.quick()
     assert data_key(quick) == data_key(QualitySettings.quick())
@@ -154,7 +154,7 @@ def test_a_runs_initial_weights_depend_on_its_seed_not_on_earlier_runs() -> None
 
 
 def test_quick_bench_runs_the_methods_the_targets_compare() -> None:
-    from bugdet.detect.quality_bench import QualitySettings
+    from bugdet.bench.quality.protocol import QualitySettings
 
     quick = QualitySettings.quick()
     assert {"supervised", "objective", "pretrain_finetune"} <= set(quick.methods) and "multitask" not in quick.methods
@@ -177,7 +177,7 @@ def test_bench_quality_refuses_an_unknown_method_in_one_line(tmp_path, capsys) -
 def test_labels_cannot_be_drawn_from_a_pool_without_bugs() -> None:
     """Captures whose label pool caught no bug episode stop with a clear error, not a trainer's."""
     from bugdet.detect.data import LabeledFrame
-    from bugdet.detect.quality_bench import BenchData, draw_labels
+    from bugdet.bench.quality.protocol import BenchData, draw_labels
     from bugdet.errors import InputError
 
     goods = [LabeledFrame(np.zeros((4, 4, 3), np.uint8), np.zeros(1, np.float32), np.ones(1, bool), i) for i in range(6)]

@@ -1,6 +1,6 @@
 """``bugdet bench ...``: benchmarks that write JSON. Speed targets live here, never in tests.
 
-Each benchmark module exposes ``register(bench_app)``; add it to ``BENCH_MODULES``.
+Each benchmark module (in :mod:`bugdet.bench`) exposes ``register(bench_app)``; add it to ``BENCH_MODULES``.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import typer
 
 BENCH_MODULES: tuple[str, ...] = (
     "bugdet.segment.bench_cmd",
-    "bugdet.playtest.bench",
-    "bugdet.cluster.bench",
-    "bugdet.scale.bench",
-    "bugdet.augment.bench",
-    "bugdet.detect.bench",
+    "bugdet.bench.playtest",
+    "bugdet.bench.pipeline",
+    "bugdet.bench.scale",
+    "bugdet.bench.augment",
+    "bugdet.bench.quality",
     "bugdet.export.bench_service",
 )
 

@@ -24,8 +24,8 @@ def quality(
     import numpy as np
 
     from bugdet.cli.common import console
-    from bugdet.detect.quality_bench import METHODS, QualityBenchmark, QualitySettings, write_json
-    from bugdet.detect.report import render_report
+    from bugdet.bench.quality.protocol import METHODS, QualityBenchmark, QualitySettings, write_json
+    from bugdet.bench.quality.report import render_report
     from bugdet.errors import InputError
     from bugdet.progress import rich_progress
 

@@ -22,7 +22,7 @@ What is measured, and what is not:
   + clustering, against the 1.2 target; the clustering-only ratio is reported too.
 
 Clustering runs in a freshly spawned process with passive OpenMP waiting (see
-:mod:`bugdet.cluster.bench` for why).
+:mod:`bugdet.bench.pipeline` for why).
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def embedding_stage(work: Path, min_masks: int) -> dict[str, Any]:
 
 
 def run_scale_bench(sizes: tuple[int, ...] = SIZES, real: int = 1_000) -> dict[str, Any]:
-    from bugdet.cluster.bench import _isolated
+    from bugdet.bench.pipeline import _isolated
 
     sizes = sorted(sizes)
     with tempfile.TemporaryDirectory(prefix="bugdet-bench-scale-") as tmp:
