@@ -278,3 +278,55 @@ def test_reflection_v1alpha_stub_still_works(reflection_server: str) -> None:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         response = next(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10))
         assert "inference.GRPCInferenceService" in {s.name for s in response.list_services_response.service}
+
+
+# -- the benchmark's tritonclient path ---------------------------------------------------------------
+
+BENCH_CLIENTS = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    from bugdet.export import bench_tritonclient
+    from service.frames import decode_raw, fit_to_input
+
+    grpc_url, http_url, frames_path = sys.argv[1:4]
+    assert bench_tritonclient.available() is None, bench_tritonclient.available()
+    frames = np.load(frames_path)
+    engine = [(np.dstack([f, np.full(f.shape[:2], 255, np.uint8)]).tobytes(), f.shape[1], f.shape[0]) for f in frames]
+    prepare = lambda data, w, h: fit_to_input(decode_raw(data, w, h, 0, "RGBA8"), 64, 64)
+    decided = []
+    out = {}
+    for protocol, url in (("grpc", grpc_url), ("http", http_url)):
+        out[protocol] = bench_tritonclient.run_clients(protocol, url, "detector", engine, prepare,
+                                                       lambda s, h: decided.append(float(s.max())), frames=20, threads=4)
+        out[protocol + "_diff"] = bench_tritonclient.scores_agree(protocol, url, "detector", prepare(*engine[0])[None],
+                                                                  np.asarray(json.loads(sys.argv[4])))
+    out["decided"] = len(decided)
+    print(json.dumps(out))
+    """
+)
+
+
+def test_bench_tritonclient_rounds_run_both_protocols(tmp_path: Path) -> None:
+    """What `bugdet bench service` runs for its tritonclient rounds, against a real server."""
+    site = tritonclient_site()
+    package = make_package(tmp_path / "models", version="1")
+    frames, _ = scene_frames(4, seed=33)
+    np.save(tmp_path / "frames.npy", np.stack(frames))
+    expected = new_session(str(package / "model.onnx"), "cpu").run(None, {"images": fit_to_input(frames[0], 64, 64)[None]})[0]
+    (tmp_path / "bench_clients.py").write_text(BENCH_CLIENTS)
+    repo = Path(__file__).resolve().parent.parent
+    with running(tmp_path / "models", http_port=0) as (server, address):
+        assert server.wait_until_serving(30)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(site)])}
+        proc = subprocess.run([sys.executable, str(tmp_path / "bench_clients.py"), address, f"127.0.0.1:{server.http_port}",
+                               str(tmp_path / "frames.npy"), json.dumps(expected.tolist())],
+                              env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        stats = server.kserve.stats("detector")[0]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["decided"] == 2 * (20 + 4)  # every timed frame plus one warm-up per thread got its decision
+    for protocol in ("grpc", "http"):
+        assert out[protocol]["fps"] > 0 and out[protocol]["client_cpu_ms_per_frame"] > 0
+        assert out[protocol + "_diff"] < 1e-5
+    assert stats.success.count == 2 * (20 + 4 + 1) and stats.fail.count == 0
