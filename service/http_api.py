@@ -155,7 +155,10 @@ class KServeHttpApi:
         limit = self.config.max_message_bytes
         if length < 0 or length > limit:
             raise HttpError(413, f"body of {length} bytes exceeds the {limit}-byte limit", close=True)
-        body = handler.rfile.read(length) if length else b""
+        try:
+            body = handler.rfile.read(length) if length else b""
+        except OSError as exc:  # reset or timed out mid-body
+            raise HttpError(400, f"body could not be read: {exc}", close=True) from None
         if len(body) != length:
             raise HttpError(400, f"body ended after {len(body)} of {length} bytes", close=True)
         encoding = (handler.headers.get("Content-Encoding") or "identity").lower()
@@ -367,6 +370,8 @@ def _infer_response(pending, outputs: dict, binary_outputs: set[str]) -> tuple[b
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: one client connection carries many requests
     server_version = "bugdet"
+    disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms Nagle/delayed-ACK stall
+    timeout = 120  # seconds a connection may sit idle or send a body slowly before its thread is freed
     api: KServeHttpApi
 
     def do_GET(self) -> None:  # noqa: N802
@@ -379,6 +384,10 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("http %s " + format, self.address_string(), *args)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default 5 drops SYNs when a few dozen clients connect at once
+
+
 class KServeHttpServer:
     """The HTTP front end on its own port; :meth:`start` returns the bound port."""
 
@@ -389,7 +398,7 @@ class KServeHttpServer:
 
     def start(self, host: str, port: int) -> int:
         handler = type("KServeHandler", (_Handler,), {"api": self.api})
-        server = ThreadingHTTPServer((host, port), handler)
+        server = _Server((host, port), handler)
         server.daemon_threads = True
         if self.config.tls:
             tls = self.config.tls
