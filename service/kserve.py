@@ -86,7 +86,7 @@ def model_config(model: LoadedModel, config: ServerConfig, max_batch: int) -> di
         "output": [{"name": OUTPUTS[0], "data_type": "TYPE_FP32", "dims": [t]},
                    {"name": OUTPUTS[1], "data_type": "TYPE_FP32", "dims": [t, *m.heatmap_size]}],
         "dynamic_batching": {"preferred_batch_size": [max_batch],
-                             "max_queue_delay_microseconds": int(round(config.max_queue_delay_ms * 1000))},
+                             "max_queue_delay_microseconds": round(config.max_queue_delay_ms * 1000)},
         "instance_group": [{"name": m.name, "count": 1, "kind": "KIND_GPU" if gpu else "KIND_CPU"}],
         "default_model_filename": MODEL_FILE,
         "parameters": {"bug_types": {"string_value": ",".join(m.bug_types)},

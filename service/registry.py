@@ -12,6 +12,9 @@ A directory holding a champion alias (``champion.json``, written by ``bugdet.reg
 versioned registry model: exactly the package its alias names is served, whatever newer or older
 versions sit beside it, so promoting a challenger or rolling back is one atomic alias switch that
 the next scan follows. The models directory itself may be such a model directory, or hold several.
+
+Models can also be controlled explicitly (KServe's RepositoryModelLoad / Unload): an unloaded name
+is skipped by every scan until it is loaded again.
 """
 
 from __future__ import annotations

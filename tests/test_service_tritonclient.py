@@ -240,7 +240,7 @@ V1 = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
 def reflection_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("reflection")
     make_package(root / "models", version="1")
-    with running(root / "models") as (server, address):
+    with running(root / "models") as (_server, address):
         yield address
 
 
