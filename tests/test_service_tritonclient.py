@@ -327,6 +327,6 @@ def test_bench_tritonclient_rounds_run_both_protocols(tmp_path: Path) -> None:
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["decided"] == 2 * (20 + 4)  # every timed frame plus one warm-up per thread got its decision
     for protocol in ("grpc", "http"):
-        assert out[protocol]["fps"] > 0 and out[protocol]["client_cpu_ms_per_frame"] > 0
+        assert out[protocol]["fps"] > 0 and out[protocol]["client_cpu_ms_per_frame"] > 0 and out[protocol]["requests"] == 24
         assert out[protocol + "_diff"] < 1e-5
     assert stats.success.count == 2 * (20 + 4 + 1) and stats.fail.count == 0

@@ -284,9 +284,12 @@ def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_fra
             stream_rounds.append((before, after, wall, client_cpu))
             if triton_missing is None:
                 for protocol, url in triton_urls.items():
-                    triton_rounds[protocol].append(bench_tritonclient.run_clients(
-                        protocol, url, manifest.name, engine, local.prepare, lambda s, h: verdicts(manifest, s, h),
-                        stream_frames, client_threads))
+                    before = probe.sample()
+                    measured = bench_tritonclient.run_clients(protocol, url, manifest.name, engine, local.prepare,
+                                                              lambda s, h: verdicts(manifest, s, h), stream_frames, client_threads)
+                    # server CPU over every request it answered, warm-ups included
+                    measured["server_cpu_ms_per_frame"] = _delta(probe.sample(), before, "cpu_s") * 1000 / measured["requests"]
+                    triton_rounds[protocol].append(measured)
         info = client.info()
         client.close()
 
@@ -297,13 +300,15 @@ def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_fra
         "model": f"{manifest.name}-{manifest.version}",
         "execution_provider": info.execution_provider,
         "tritonclient": _triton_report(triton_rounds, triton_score_diff, triton_missing, client_threads,
-                                       max(statistics.median(inproc_fps), statistics.median(pipelined_fps))),
+                                       max(statistics.median(inproc_fps), statistics.median(pipelined_fps)),
+                                       statistics.median(inproc_cpu) * 1000),
     })
 
 
 def _triton_report(rounds: dict[str, list[dict[str, float]]], score_diff: dict[str, float], missing: str | None,
-                   threads: int, inproc_rate: float) -> dict[str, Any]:
-    """tritonclient gRPC / HTTP frames/s against the better in-process plugin (the stream's baseline)."""
+                   threads: int, inproc_rate: float, inproc_cpu_ms: float) -> dict[str, Any]:
+    """tritonclient gRPC / HTTP frames/s against the better in-process plugin (the stream's baseline),
+    and, as for the stream, the ratio once the cores are saturated (CPU per frame)."""
     if missing is not None:
         return {"skipped": missing}
     report: dict[str, Any] = {"client_threads": threads, "goal_throughput_ratio": 0.90, "inproc_fps": round(inproc_rate, 2)}
@@ -312,7 +317,11 @@ def _triton_report(rounds: dict[str, list[dict[str, float]]], score_diff: dict[s
         report[f"{protocol}_fps"] = round(fps, 2)
         report[f"{protocol}_throughput_ratio"] = round(fps / inproc_rate, 4)
         report[f"{protocol}_fps_rounds"] = [round(r["fps"], 1) for r in measured]
-        report[f"{protocol}_client_cpu_ms_per_frame"] = round(statistics.median([r["client_cpu_ms_per_frame"] for r in measured]), 4)
+        client_cpu = statistics.median([r["client_cpu_ms_per_frame"] for r in measured])
+        server_cpu = statistics.median([r["server_cpu_ms_per_frame"] for r in measured])
+        report[f"{protocol}_client_cpu_ms_per_frame"] = round(client_cpu, 4)
+        report[f"{protocol}_server_cpu_ms_per_frame"] = round(server_cpu, 4)
+        report[f"{protocol}_throughput_ratio_cpu_bound"] = round(inproc_cpu_ms / (client_cpu + server_cpu), 4) if client_cpu + server_cpu else None
         report[f"{protocol}_max_abs_score_diff"] = score_diff[protocol]
     return report
 

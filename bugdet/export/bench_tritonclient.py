@@ -55,8 +55,9 @@ def _client(protocol: str, url: str):
 
 def run_clients(protocol: str, url: str, model: str, engine: list[tuple[bytes, int, int]], prepare: Callable[..., np.ndarray],
                 decide: Callable[[np.ndarray, np.ndarray], Any], frames: int, threads: int = 8) -> dict[str, float]:
-    """``frames`` frames split over ``threads`` client threads; frames/s over the whole wall time
-    and the client process's CPU per frame (conversion + client library + decision)."""
+    """``frames`` frames split over ``threads`` client threads; frames/s over the whole wall time,
+    the client process's CPU per frame (conversion + client library + decision) and the number of
+    requests sent (one warm-up per thread, untimed, besides the frames)."""
     share = [frames // threads + (1 if t < frames % threads else 0) for t in range(threads)]
     start = threading.Barrier(threads + 1)
     errors: list[BaseException] = []
@@ -96,7 +97,8 @@ def run_clients(protocol: str, url: str, model: str, engine: list[tuple[bytes, i
     wall = time.perf_counter() - began
     if errors:
         raise RuntimeError(f"tritonclient {protocol} clients failed: {errors[0]!r}") from errors[0]
-    return {"fps": frames / wall, "client_cpu_ms_per_frame": (time.process_time() - cpu0) * 1000 / frames}
+    return {"fps": frames / wall, "client_cpu_ms_per_frame": (time.process_time() - cpu0) * 1000 / frames,
+            "requests": frames + threads}
 
 
 def scores_agree(protocol: str, url: str, model: str, pixels: np.ndarray, expected: np.ndarray) -> float:
