@@ -144,11 +144,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 except Exception as exc:  # noqa: BLE001 - this request fails, the stream goes on
                     events.put((_FAILED, request, exc, started))
                     continue
-                future.add_done_callback(lambda f, p=pending, t=started: events.put((_DONE, p, f, t)))
+                future.add_done_callback(lambda f, p=pending, t=started: self._resolved(events, p, f, t))
         except Exception:  # noqa: BLE001 - the client went away or cancelled; stop reading
             pass
         finally:
             events.put((_END, submitted))
+
+    @staticmethod
+    def _resolved(events: queue.SimpleQueue, pending: PendingInference, future, started: float) -> None:
+        pending.timer.answered()  # now, not when the writer gets to it: the statistics' run lookup needs it
+        events.put((_DONE, pending, future, started))
 
     def _stream_answer(self, kind, subject, payload, started: float):
         method = "ModelStreamInfer.request"

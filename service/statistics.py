@@ -181,8 +181,10 @@ class RequestTimer:
         self.submitted_ns = time.perf_counter_ns()
 
     def answered(self) -> None:
-        """The model output for this request is back."""
-        self.answered_ns = time.perf_counter_ns()
+        """The model output for this request is back (the first call counts: a stream marks it
+        when the batch resolves the future, before its answer waits its turn to be written)."""
+        if self.answered_ns is None:
+            self.answered_ns = time.perf_counter_ns()
 
     def finish(self, ok: bool, frames: int = 0) -> None:
         if self._finished:
