@@ -330,3 +330,63 @@ def test_bench_tritonclient_rounds_run_both_protocols(tmp_path: Path) -> None:
         assert out[protocol]["fps"] > 0 and out[protocol]["client_cpu_ms_per_frame"] > 0 and out[protocol]["requests"] == 24
         assert out[protocol + "_diff"] < 1e-5
     assert stats.success.count == 2 * (20 + 4 + 1) and stats.fail.count == 0
+
+
+# -- the wire contract: every message, field and method the service declares is Triton's ----------
+
+DESCRIBE = textwrap.dedent(
+    """
+    def describe(files):
+        messages, enums, methods = {}, {}, {}
+
+        def walk(message):
+            messages[message.full_name] = {
+                f.name: [f.number, f.type, (f.message_type or f.enum_type).full_name if (f.message_type or f.enum_type) else "",
+                         f.is_repeated]
+                for f in message.fields}
+            for enum in message.enum_types:
+                enums[enum.full_name] = {v.name: v.number for v in enum.values}
+            for nested in message.nested_types:
+                walk(nested)
+
+        for file in files:
+            for message in file.message_types_by_name.values():
+                walk(message)
+            for enum in file.enum_types_by_name.values():
+                enums[enum.full_name] = {v.name: v.number for v in enum.values}
+            for service in file.services_by_name.values():
+                for m in service.methods:
+                    methods[m.full_name] = [m.input_type.full_name, m.output_type.full_name, m.client_streaming, m.server_streaming]
+        return {"messages": messages, "enums": enums, "methods": methods}
+    """
+)
+
+
+def test_every_declared_message_field_and_method_matches_tritons_protos() -> None:
+    """The subset in protos/inference/ must be Triton's own numbering, or tritonclient misreads it."""
+    site = tritonclient_site()
+    script = DESCRIBE + textwrap.dedent(
+        """
+        import json
+        from tritonclient.grpc import model_config_pb2, service_pb2
+        print(json.dumps(describe([service_pb2.DESCRIPTOR, model_config_pb2.DESCRIPTOR])))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(site)},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    triton = json.loads(proc.stdout)
+    from service import protos
+
+    namespace: dict = {}
+    exec(DESCRIBE, namespace)  # noqa: S102 - the same describe() on both sides
+    ours = json.loads(json.dumps(namespace["describe"]([protos.inference()[0].DESCRIPTOR, protos.model_config().DESCRIPTOR])))
+    assert len(ours["messages"]) >= 40 and len(ours["methods"]) == 12
+    for message, fields in ours["messages"].items():
+        assert message in triton["messages"], message
+        for name, spec in fields.items():
+            assert triton["messages"][message].get(name) == spec, (message, name, spec, triton["messages"][message].get(name))
+    for enum, values in ours["enums"].items():
+        assert {k: triton["enums"][enum][k] for k in values} == values, enum
+    for method, signature in ours["methods"].items():
+        assert triton["methods"][method] == signature, method
