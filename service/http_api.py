@@ -225,7 +225,7 @@ class KServeHttpApi:
         entries = self.models.index(bool(request.get("ready", False)))
         payload = [{"name": e.name, "version": e.version, "state": e.state, **({"reason": e.reason} if e.reason else {})}
                    for e in entries]
-        return 200, json.dumps(payload).encode(), {"Content-Type": "application/json"}
+        return 200, json.dumps(payload, separators=(",", ":")).encode(), {"Content-Type": "application/json"}
 
     def load(self, handler, params, body):
         self.models.load(params["model"])
