@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=50051)
     parser.add_argument("--metrics-port", type=int)
+    parser.add_argument("--http-port", type=int, help="also serve KServe v2 over HTTP/REST on this port (0 = any free one)")
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--max-queue-delay-ms", type=float, default=0.0)
     parser.add_argument("--max-queue", type=int, default=256)
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tls = TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert and args.tls_key else None
     config = ServerConfig(
-        models_dir=args.models, host=args.host, port=args.port, metrics_port=args.metrics_port, max_batch=args.max_batch,
+        models_dir=args.models, host=args.host, port=args.port, metrics_port=args.metrics_port, http_port=args.http_port, max_batch=args.max_batch,
         max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, max_message_bytes=args.max_message_mb << 20,
         workers=args.workers, device=args.device, intra_op_threads=args.intra_op_threads, token=args.token, tls=tls, poll_s=args.poll_s,
     )

@@ -22,6 +22,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 0
     metrics_port: int | None = None
+    http_port: int | None = None  # KServe v2 over HTTP/REST on this port (0 = pick a free one); None = off
     max_batch: int = 8  # CPU convnets gain little beyond 4-8 (activations leave the cache); raise it on GPU
     max_queue_delay_ms: float = 0.0
     max_queue: int = 256

@@ -15,6 +15,7 @@ from types import ModuleType
 
 DETECTION_PROTO = "bugdet_api/v1/detection.proto"  # not bugdet/: its module would clash with the bugdet package
 INFERENCE_PROTO = "inference/grpc_service.proto"
+MODEL_CONFIG_PROTO = "inference/model_config.proto"  # imported by INFERENCE_PROTO
 
 
 def protos_dir() -> Path:
@@ -44,3 +45,8 @@ def detection() -> tuple[ModuleType, ModuleType]:
 
 def inference() -> tuple[ModuleType, ModuleType]:
     return load(INFERENCE_PROTO)
+
+
+def model_config() -> ModuleType:
+    """The messages of Triton's model configuration (``inference.ModelConfig`` and its parts)."""
+    return load(MODEL_CONFIG_PROTO)[0]

@@ -12,6 +12,9 @@ A directory holding a champion alias (``champion.json``, written by ``bugdet.reg
 versioned registry model: exactly the package its alias names is served, whatever newer or older
 versions sit beside it, so promoting a challenger or rolling back is one atomic alias switch that
 the next scan follows. The models directory itself may be such a model directory, or hold several.
+
+Models can also be controlled explicitly (KServe's RepositoryModelLoad / Unload): an unloaded name
+is skipped by every scan until it is loaded again.
 """
 
 from __future__ import annotations
@@ -32,6 +35,16 @@ log = logging.getLogger("bugdet.service")
 
 class ModelNotFound(LookupError):
     """The request names a model (or version) that is not served."""
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One package version in the models directory and whether it is served (RepositoryIndex)."""
+
+    name: str
+    version: str
+    state: str  # READY or UNAVAILABLE, Triton's names
+    reason: str = ""
 
 
 @dataclass
@@ -59,6 +72,7 @@ class ModelRegistry:
         self._refused: dict[Path, tuple] = {}
         self._scan_lock = threading.Lock()
         self._on_change = on_change
+        self._unloaded: set[str] = set()  # names explicitly unloaded: scans skip them until loaded again
         self.reloads = 0
         self.refusals = 0
 
@@ -77,6 +91,8 @@ class ModelRegistry:
                 raise ModelNotFound(f"several models are served ({', '.join(sorted(models))}); name one")
         else:
             model = models.get(name)
+            if model is None and name in self._unloaded:
+                raise ModelNotFound(f"model {name[:200]!r} is unloaded (load it to serve it again)")
             if model is None:
                 served = ", ".join(sorted(models)) or "none"
                 raise ModelNotFound(f"unknown model {name!r} (served: {served})")
@@ -92,12 +108,14 @@ class ModelRegistry:
             report = ScanReport()
             pinned, candidates = self._collect(report)
             for name, manifest in pinned.items():
+                if name in self._unloaded:
+                    continue
                 served = self._models.get(name)
                 if served is not None and served.manifest.directory == manifest.directory:
                     continue
                 self._try_load(name, manifest, report)
             for name, manifests in candidates.items():
-                if name in pinned:
+                if name in pinned or name in self._unloaded:
                     continue  # a registry model serves its champion, never a loose newer package
                 served = self._models.get(name)
                 for manifest in sorted(manifests, key=_newness, reverse=True):
@@ -110,8 +128,68 @@ class ModelRegistry:
             self._on_change()
         return report
 
-    def _collect(self, report: ScanReport) -> tuple[dict[str, PackageManifest], dict[str, list[PackageManifest]]]:
-        """Champions named by aliases (by model name) and the plain packages (by model name)."""
+    # -- explicit model control (KServe RepositoryModelLoad / Unload, RepositoryIndex)
+    def unload(self, name: str) -> None:
+        """Stop serving ``name`` until :meth:`load`; later scans leave it unloaded.
+
+        Batches already running finish on the model; new requests get NOT_FOUND."""
+        with self._scan_lock:
+            if name not in self._models and name not in self._unloaded and name not in self._names_on_disk():
+                raise ModelNotFound(f"unknown model {name[:200]!r}: nothing to unload")
+            self._unloaded.add(name)
+            self._models = {key: model for key, model in self._models.items() if key != name}
+        log.info("unloaded %s on request", name)
+        if self._on_change:
+            self._on_change()
+
+    def load(self, name: str) -> LoadedModel:
+        """(Re)load ``name`` from the models directory, retrying packages refused before."""
+        with self._scan_lock:
+            pinned, candidates = self._collect(ScanReport(), include_refused=True)
+            packages = ([pinned[name].directory] if name in pinned else []) + [m.directory for m in candidates.get(name, [])]
+            if not packages:
+                raise ModelNotFound(f"no package for model {name[:200]!r} in {self.models_dir}")
+            self._unloaded.discard(name)
+            for directory in packages:
+                self._refused.pop(directory, None)
+        report = self.scan()
+        model = self._models.get(name)
+        if model is None:
+            reasons = "; ".join(report.refused) or "no loadable package"
+            raise ModelNotFound(f"model {name[:200]!r} could not be loaded: {reasons[:400]}")
+        if self._on_change and not report.loaded:
+            self._on_change()  # it was already loaded; health stays consistent either way
+        return model
+
+    def index(self) -> list[IndexEntry]:
+        """Every model version in the directory (a registry model: its champion) and its state."""
+        with self._scan_lock:
+            pinned, candidates = self._collect(ScanReport())
+        served_now = dict(self._models)
+        entries: list[IndexEntry] = []
+        for name in sorted(set(pinned) | set(candidates) | set(served_now) | self._unloaded):
+            served = served_now.get(name)
+            manifests = [pinned[name]] if name in pinned else sorted(candidates.get(name, []), key=_newness, reverse=True)
+            if served is not None and all(m.directory != served.manifest.directory for m in manifests):
+                entries.append(IndexEntry(name, served.version, "READY"))  # served from a package since removed
+            for manifest in manifests:
+                if served is not None and manifest.directory == served.manifest.directory:
+                    entries.append(IndexEntry(name, manifest.version, "READY"))
+                elif name in self._unloaded:
+                    entries.append(IndexEntry(name, manifest.version, "UNAVAILABLE", "unloaded"))
+                elif served is not None:
+                    entries.append(IndexEntry(name, manifest.version, "UNAVAILABLE", f"version {served.version} is served"))
+                else:
+                    entries.append(IndexEntry(name, manifest.version, "UNAVAILABLE", "not loaded"))
+        return entries
+
+    def _names_on_disk(self) -> set[str]:
+        pinned, candidates = self._collect(ScanReport())
+        return set(pinned) | set(candidates)
+
+    def _collect(self, report: ScanReport, include_refused: bool = False) -> tuple[dict[str, PackageManifest], dict[str, list[PackageManifest]]]:
+        """Champions named by aliases (by model name) and the plain packages (by model name);
+        packages refused before and unchanged since are left out unless ``include_refused``."""
         pinned: dict[str, PackageManifest] = {}
         candidates: dict[str, list[PackageManifest]] = {}
         if has_alias(self.models_dir):
@@ -132,7 +210,7 @@ class ModelRegistry:
                     self._refuse(alias, alias_fingerprint, str(exc), report)
                 continue
             fingerprint = _fingerprint(package)
-            if self._refused.get(package) == fingerprint:
+            if self._refused.get(package) == fingerprint and not include_refused:
                 continue
             try:
                 manifest = load_manifest(package, verify=False)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from service.model_package import PackageError, PackageManifest
+from service.statistics import ExecutionLog
 
 
 def providers_for(device: str) -> list[str]:
@@ -57,6 +58,7 @@ class LoadedModel:
     session: object
     provider: str
     loaded_at: float = field(default_factory=time.time)
+    executions: ExecutionLog = field(default_factory=ExecutionLog)  # for the KServe per-request statistics
 
     @property
     def name(self) -> str:
@@ -76,7 +78,9 @@ class LoadedModel:
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 [N, H, W, 3] -> (scores [N, T], heatmaps [N, T, h, w])."""
+        started = time.perf_counter_ns()
         scores, heatmaps = self.session.run(None, {self.manifest.input.name: batch})
+        self.executions.record(started, time.perf_counter_ns(), len(batch))
         return scores, heatmaps
 
 

@@ -1,7 +1,8 @@
 """Assemble and run the detection server: gRPC services, health, reflection, reload watcher, metrics.
 
 One port carries ``bugdet.v1.Detection``, ``inference.GRPCInferenceService`` (KServe v2),
-``grpc.health.v1.Health`` and server reflection. Health is NOT_SERVING until a model package has
+``grpc.health.v1.Health`` and server reflection (v1 and v1alpha); ``http_port`` adds KServe v2
+over HTTP/REST on a second port. Health is NOT_SERVING until a model package has
 been verified, loaded and warmed, then SERVING. A watcher thread rescans the models directory
 every ``poll_s`` seconds for hot reload.
 """
@@ -17,13 +18,13 @@ from typing import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
-from service import protos
+from service import protos, reflection
 from service.allocator import keep_frame_buffers_mapped
 from service.auth import BearerTokenInterceptor
 from service.batcher import DynamicBatcher
 from service.config import ServerConfig
+from service.kserve import KServeModels
 from service.metrics import Metrics, serve_metrics
 from service.registry import ModelRegistry
 
@@ -60,22 +61,24 @@ class DetectionServer:
         detection_pb, detection_grpc = protos.detection()
         inference_pb, inference_grpc = protos.inference()
         detection_grpc.add_DetectionServicer_to_server(DetectionServicer(self.registry, self.batcher, self.metrics, config), self.server)
-        inference_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.registry, self.batcher, self.metrics, config), self.server)
+        self.kserve = KServeModels(self.registry, self.batcher, config)  # shared by the gRPC and HTTP front ends
+        inference_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.kserve, self.metrics, config), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = (
             detection_pb.DESCRIPTOR.services_by_name["Detection"].full_name,
             inference_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
         )
-        reflection.enable_server_reflection(names, self.server)
+        reflection.enable_server_reflection(list(names), self.server)
         for name in ("", DETECTION_SERVICE, INFERENCE_SERVICE):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._metrics_http = None
+        self._kserve_http = None
         self.port = 0
         self.metrics_port: int | None = None
+        self.http_port: int | None = None
 
     def _update_health(self) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if self.registry.models() else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -114,6 +117,12 @@ class DetectionServer:
         if self.config.metrics_port is not None:
             self._metrics_http = serve_metrics(self.metrics, self.config.host, self.config.metrics_port, lambda: bool(self.registry.models()))
             self.metrics_port = self._metrics_http.server_port
+        if self.config.http_port is not None:
+            from service.http_api import KServeHttpApi, KServeHttpServer
+
+            api = KServeHttpApi(self.kserve, self.metrics, self.config, lambda: bool(self.registry.models()))
+            self._kserve_http = KServeHttpServer(api, self.config)
+            self.http_port = self._kserve_http.start(self.config.host, self.config.http_port)
         self._watcher = threading.Thread(target=self._watch, name="bugdet-model-watcher", daemon=True)
         self._watcher.start()
         return self.port
@@ -130,6 +139,8 @@ class DetectionServer:
         self._stop.set()
         for name in ("", DETECTION_SERVICE, INFERENCE_SERVICE):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._kserve_http is not None:
+            self._kserve_http.stop()
         self.server.stop(grace).wait()
         self.batcher.stop()
         if self._metrics_http is not None:
@@ -146,7 +157,8 @@ def run_forever(config: ServerConfig, announce: Callable[[str], None] = print) -
         raise FileNotFoundError(f"{config.models_dir}: no such models directory")
     server = DetectionServer(config)
     port = server.start()
-    announce(f"bugdet service listening on {config.host}:{port}" + (f", metrics on :{server.metrics_port}/metrics" if server.metrics_port else ""))
+    announce(f"bugdet service listening on {config.host}:{port}" + (f", metrics on :{server.metrics_port}/metrics" if server.metrics_port else "")
+             + (f", KServe v2 HTTP on :{server.http_port}" if server.http_port else ""))
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())

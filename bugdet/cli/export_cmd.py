@@ -107,6 +107,7 @@ def serve(
     port: int = typer.Option(50051, "--port", help="gRPC port (0 = pick a free one and print it)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 0.0.0.0 to serve the network."),
     metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics on http://HOST:PORT/metrics."),
+    http_port: Optional[int] = typer.Option(None, "--http-port", min=0, help="Also serve KServe v2 over HTTP/REST on this port (0 = any free one)."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Largest dynamic batch (CPU: 4-8; GPU: larger)."),
     max_queue_delay_ms: float = typer.Option(0.0, "--max-queue-delay-ms", min=0, help="How long a partial batch waits for more frames."),
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Frames queued before RESOURCE_EXHAUSTED."),
@@ -120,7 +121,7 @@ def serve(
     tls_client_ca: Optional[Path] = typer.Option(None, "--tls-client-ca", help="PEM CA bundle: require client certificates (mTLS)."),
     poll_s: float = typer.Option(2.0, "--poll-s", min=0.1, help="Seconds between scans of the models directory."),
 ) -> None:
-    """Serve model packages over gRPC (bugdet.v1, KServe v2 / Open Inference Protocol, health, reflection)."""
+    """Serve model packages over gRPC (bugdet.v1, KServe v2 / Open Inference Protocol, health, reflection) and optionally KServe v2 over HTTP."""
     from service.config import ServerConfig, TlsConfig
     from service.server import run_forever
 
@@ -132,7 +133,7 @@ def serve(
             raise InputError("--tls-cert and --tls-key go together")
         tls = TlsConfig(cert=tls_cert, key=tls_key, client_ca=tls_client_ca)
     config = ServerConfig(
-        models_dir=models, host=host, port=port, metrics_port=metrics_port, max_batch=max_batch,
+        models_dir=models, host=host, port=port, metrics_port=metrics_port, http_port=http_port, max_batch=max_batch,
         max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, max_message_bytes=max_message_mb << 20,
         workers=workers, device=device, intra_op_threads=intra_op_threads, token=token, tls=tls, poll_s=poll_s,
     )

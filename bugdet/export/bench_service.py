@@ -9,7 +9,11 @@ per frame, so neither skips work the other does:
   session built by :func:`service.runtime.new_session` (the service's session options), then
   :func:`service.requests.verdicts` (thresholds and boxes, the service's own post-processing);
 * over gRPC: a unary ``Detect`` of that raw RGBA frame, or one ``DetectStream`` of many, against
-  ``python -m service`` in its own process on 127.0.0.1.
+  ``python -m service`` in its own process on 127.0.0.1;
+* through the unmodified Triton client (``tritonclient``, gRPC and HTTP, KServe v2): ``--client-threads``
+  threads each convert a frame on the client side and send its model-input tensor, concurrently
+  (see :mod:`bugdet.export.bench_tritonclient`); ``tritonclient.grpc_throughput_ratio`` and
+  ``http_throughput_ratio`` compare their frames/s with the same in-process baseline (goal >= 0.90).
 
 Goals (issue #6, 2 cores): ``latency_ratio`` = gRPC Detect p50 / in-process p50 at batch 1 <= 1.10;
 ``throughput_ratio`` = stream frames/s (dynamic batching) / in-process frames/s on batches of
@@ -203,13 +207,19 @@ def measure_latency(sides: dict[str, Callable[[int], Any]], iterations: int, blo
 
 
 def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_frames: int, max_batch: int, rounds: int = 3,
-            block: int = 20, server_flags: tuple[str, ...] = ()) -> dict[str, Any]:
-    """All measurements on one model and one list of RGB frames (sent as raw RGBA8, as read back)."""
+            block: int = 20, server_flags: tuple[str, ...] = (), client_threads: int = 8, tritonclient: bool = False) -> dict[str, Any]:
+    """All measurements on one model and one list of RGB frames (sent as raw RGBA8, as read back).
+
+    ``tritonclient`` adds the tritonclient gRPC/HTTP rounds; off by default because importing
+    tritonclient.grpc into a process that also hosts the service (a test session) breaks the latter."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from service.client import DetectionClient, SpawnedServer, pb, raw_frame
     from service.frames import fit_to_input
     from service.model_package import load_manifest
+    from service.requests import verdicts
+
+    from bugdet.export import bench_tritonclient
 
     manifest = load_manifest(package)
     height, width = frames[0].shape[:2]
@@ -220,8 +230,11 @@ def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_fra
     model_size_requests = [raw_frame(f, str(i)) for i, f in enumerate(model_size)]
     n = len(frames)
 
-    with SpawnedServer(str(package.parent), "--max-batch", str(max_batch), "--metrics-port", "0", *server_flags) as server:
+    triton_missing = bench_tritonclient.available() if tritonclient else "not requested"
+    with SpawnedServer(str(package.parent), "--max-batch", str(max_batch), "--metrics-port", "0", "--http-port", "0", *server_flags) as server:
         metrics_port = int(re.search(r"metrics on :(\d+)", "\n".join(server.log)).group(1))
+        http_port = int(re.search(r"KServe v2 HTTP on :(\d+)", "\n".join(server.log)).group(1))
+        triton_urls = {"grpc": server.address, "http": f"127.0.0.1:{http_port}"}
         probe = ServerProbe(metrics_port, server.process.pid)
         client = DetectionClient(server.address, timeout=60)
         health = health_pb2_grpc.HealthStub(client.channel)
@@ -244,6 +257,13 @@ def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_fra
         round_batches = [batches[k % len(batches)] for k in range(-(-stream_frames // max_batch))]
         local.pipelined(round_batches[:2])
         inproc_fps, pipelined_fps, stream_fps, inproc_cpu, stream_rounds = [], [], [], [], []
+        triton_rounds: dict[str, list[dict[str, float]]] = {"grpc": [], "http": []}
+        triton_score_diff: dict[str, float] = {}
+        if triton_missing is None:
+            first = local.prepare(*engine[0])[None]
+            expected = local.session.run(None, {manifest.input.name: first})[0]
+            for protocol, url in triton_urls.items():
+                triton_score_diff[protocol] = bench_tritonclient.scores_agree(protocol, url, manifest.name, first, expected)
         for _ in range(rounds):
             done, cpu0, started = 0, _cpu_seconds(), time.perf_counter()
             for batch in round_batches:
@@ -262,6 +282,14 @@ def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_fra
                 raise RuntimeError(f"stream returned {received} good results for {stream_frames} frames")
             stream_fps.append(received / wall)
             stream_rounds.append((before, after, wall, client_cpu))
+            if triton_missing is None:
+                for protocol, url in triton_urls.items():
+                    before = probe.sample()
+                    measured = bench_tritonclient.run_clients(protocol, url, manifest.name, engine, local.prepare,
+                                                              lambda s, h: verdicts(manifest, s, h), stream_frames, client_threads)
+                    # server CPU over every request it answered, warm-ups included
+                    measured["server_cpu_ms_per_frame"] = _delta(probe.sample(), before, "cpu_s") * 1000 / measured["requests"]
+                    triton_rounds[protocol].append(measured)
         info = client.info()
         client.close()
 
@@ -271,7 +299,31 @@ def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_fra
         "input_size": [manifest.input.height, manifest.input.width],
         "model": f"{manifest.name}-{manifest.version}",
         "execution_provider": info.execution_provider,
+        "tritonclient": _triton_report(triton_rounds, triton_score_diff, triton_missing, client_threads,
+                                       max(statistics.median(inproc_fps), statistics.median(pipelined_fps)),
+                                       statistics.median(inproc_cpu) * 1000),
     })
+
+
+def _triton_report(rounds: dict[str, list[dict[str, float]]], score_diff: dict[str, float], missing: str | None,
+                   threads: int, inproc_rate: float, inproc_cpu_ms: float) -> dict[str, Any]:
+    """tritonclient gRPC / HTTP frames/s against the better in-process plugin (the stream's baseline),
+    and, as for the stream, the ratio once the cores are saturated (CPU per frame)."""
+    if missing is not None:
+        return {"skipped": missing}
+    report: dict[str, Any] = {"client_threads": threads, "goal_throughput_ratio": 0.90, "inproc_fps": round(inproc_rate, 2)}
+    for protocol, measured in rounds.items():
+        fps = statistics.median([r["fps"] for r in measured])
+        report[f"{protocol}_fps"] = round(fps, 2)
+        report[f"{protocol}_throughput_ratio"] = round(fps / inproc_rate, 4)
+        report[f"{protocol}_fps_rounds"] = [round(r["fps"], 1) for r in measured]
+        client_cpu = statistics.median([r["client_cpu_ms_per_frame"] for r in measured])
+        server_cpu = statistics.median([r["server_cpu_ms_per_frame"] for r in measured])
+        report[f"{protocol}_client_cpu_ms_per_frame"] = round(client_cpu, 4)
+        report[f"{protocol}_server_cpu_ms_per_frame"] = round(server_cpu, 4)
+        report[f"{protocol}_throughput_ratio_cpu_bound"] = round(inproc_cpu_ms / (client_cpu + server_cpu), 4) if client_cpu + server_cpu else None
+        report[f"{protocol}_max_abs_score_diff"] = score_diff[protocol]
+    return report
 
 
 def _report(latency: dict[str, list[float]], engine_blocks: list[tuple[dict, dict]], inproc_stages: dict[str, list[float]],
@@ -374,8 +426,9 @@ def bench_service(
     stream_frames: int = typer.Option(320, "--stream-frames", min=16, help="Frames per timed stream (and per in-process round)."),
     rounds: int = typer.Option(3, "--rounds", min=1, help="Alternating throughput rounds; medians are compared."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Batch size of the in-process baseline and the server's max batch."),
+    client_threads: int = typer.Option(8, "--client-threads", min=1, help="Concurrent tritonclient threads (gRPC and HTTP rounds)."),
 ) -> None:
-    """Service overhead: gRPC Detect latency and streaming throughput vs in-process onnxruntime."""
+    """Service overhead: gRPC Detect latency, streaming and tritonclient (gRPC, HTTP) throughput vs in-process onnxruntime."""
     with tempfile.TemporaryDirectory(prefix="bugdet-bench-service-") as tmp:
         if package is None:
             package = _build_package(Path(tmp) / "models", model_config)
@@ -385,7 +438,7 @@ def bench_service(
             os.symlink(package.resolve(), staged)
             package = staged
         frames = _frames(24, *ENGINE_FRAME_HW)
-        result = measure(package, frames, iterations, stream_frames, max_batch, rounds, block)
+        result = measure(package, frames, iterations, stream_frames, max_batch, rounds, block, client_threads=client_threads, tritonclient=True)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=2) + "\n")
     typer.echo(json.dumps(result))
