@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import pytest
 
-from bugdet.export.bench_service import measure
+from bugdet.bench.service import measure
 from service import protos
 from service.frames import decode_raw, fit_to_input
 

@@ -286,7 +286,7 @@ BENCH_CLIENTS = textwrap.dedent(
     """
     import json, sys
     import numpy as np
-    from bugdet.export import bench_tritonclient
+    from bugdet.bench import service_tritonclient as bench_tritonclient
     from service.frames import decode_raw, fit_to_input
 
     grpc_url, http_url, frames_path = sys.argv[1:4]

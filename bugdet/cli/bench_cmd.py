@@ -16,7 +16,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "bugdet.bench.scale",
     "bugdet.bench.augment",
     "bugdet.bench.quality",
-    "bugdet.export.bench_service",
+    "bugdet.bench.service",
 )
 
 bench_app = typer.Typer(help="Benchmarks; each writes its measurements as JSON (--json PATH).", no_args_is_help=True)

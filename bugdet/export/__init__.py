@@ -4,5 +4,4 @@
 ``parity`` proves the graph computes what torch computes on real frames, and ``package``
 writes the model directory atomically with its manifest. The package format itself lives in
 :mod:`service.model_package`, shared with the service, which never imports this package.
-``bench_service`` measures what the service costs over onnxruntime.
 """

@@ -12,7 +12,7 @@ per frame, so neither skips work the other does:
   ``python -m service`` in its own process on 127.0.0.1;
 * through the unmodified Triton client (``tritonclient``, gRPC and HTTP, KServe v2): ``--client-threads``
   threads each convert a frame on the client side and send its model-input tensor, concurrently
-  (see :mod:`bugdet.export.bench_tritonclient`); ``tritonclient.grpc_throughput_ratio`` and
+  (see :mod:`bugdet.bench.service_tritonclient`); ``tritonclient.grpc_throughput_ratio`` and
   ``http_throughput_ratio`` compare their frames/s with the same in-process baseline (goal >= 0.90).
 
 Goals (issue #6, 2 cores): ``latency_ratio`` = gRPC Detect p50 / in-process p50 at batch 1 <= 1.10;
@@ -219,7 +219,7 @@ def measure(package: Path, frames: list[np.ndarray], iterations: int, stream_fra
     from service.model_package import load_manifest
     from service.requests import verdicts
 
-    from bugdet.export import bench_tritonclient
+    from bugdet.bench import service_tritonclient as bench_tritonclient
 
     manifest = load_manifest(package)
     height, width = frames[0].shape[:2]
