@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Iterator
 import cv2
 import numpy as np
 
+from bugdet.progress import NullProgress, Progress
 from bugdet.segment.base import Predictor
 from bugdet.segment.errors import NoMaskError
 from bugdet.segment.quality import mask_iou
@@ -135,7 +136,8 @@ def measure_point_prompts(
     predictor: Predictor,
     frames: Iterable[tuple[np.ndarray, np.ndarray]],
     seed: int = 0,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
+    total_frames: int | None = None,
 ) -> dict:
     """IoU of single-click masks (and of click + background point) against the ID-map truth.
 
@@ -145,6 +147,8 @@ def measure_point_prompts(
     """
     import time
 
+    progress = progress or NullProgress()
+    progress.start("point prompts", total_frames)
     rng = np.random.default_rng(seed)
     single: list[float] = []
     with_background: list[float] = []
@@ -164,8 +168,7 @@ def measure_point_prompts(
                 with_background.append(
                     _iou_of(lambda: predictor.predict(points=[click.point, click.background], labels=[1, 0]), click.truth)
                 )
-        if progress is not None:
-            progress(1)
+        progress.advance(1)
     result = {
         "point_prompt_frames": n_frames,
         "point_prompt_clicks": len(single),
