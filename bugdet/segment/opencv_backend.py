@@ -229,12 +229,15 @@ class OpenCVPredictor(Predictor):
             options = self._click_candidates(int(px), int(py))
             clean = [(m, s) for _, m, s in options if not any(m[ny, nx] for nx, ny in negative)]
             if clean:
-                mask |= self._snap_outline(max(clean, key=lambda ms: ms[1])[0])
+                chosen = self._snap_outline(max(clean, key=lambda ms: ms[1])[0])
+                for nx, ny in negative:  # snapping moves outline pixels only, never across a clicked point
+                    chosen[ny, nx] = False
+                chosen[py, px] = True
+                mask |= chosen
             else:  # the click's smallest region already holds a negative point: cut it between them
                 point_prompt = Prompt(points=np.array([[px, py], *negative], dtype=np.float64),
                                       labels=np.array([1] + [0] * len(negative)), box=None)
                 mask |= self._split_by_watershed(options[0][1], point_prompt)
-        mask = _drop_negative_components(mask, prompt.negative)
         mask = _keep_prompted_components(mask, prompt.positive)
         return mask, self.objectness(mask) if mask.any() else 0.0
 
@@ -288,15 +291,6 @@ class OpenCVPredictor(Predictor):
             return region & box_only, 0.5 * score
         score = edge_strength(mask, self._gradient, EDGE_SCALE)
         return mask, score
-
-
-def _drop_negative_components(mask: np.ndarray, negative: np.ndarray) -> np.ndarray:
-    """Remove every connected part of ``mask`` that a negative point touches."""
-    if not len(negative) or not mask.any():
-        return mask
-    _, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-    touched = {int(labels[int(y), int(x)]) for x, y in negative} - {0}
-    return mask & ~np.isin(labels, list(touched)) if touched else mask
 
 
 def _keep_prompted_components(mask: np.ndarray, positive: np.ndarray) -> np.ndarray:
