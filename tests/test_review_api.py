@@ -293,9 +293,17 @@ def test_frame_filling_prompt_mask_is_flagged_and_needs_confirmation_as_weapon_m
     bad = client.post(f"/api/frames/{frame_id}/save", json={**EVERYWHERE, "role": "weapon", "who": WHO, "confirm": "yes"})
     assert bad.status_code == 400 and "'confirm' must be true or false" in bad.json()["error"]
 
+    first = client.post(f"/api/frames/{frame_id}/save", json={"box": [60, 70, 130, 119], "role": "weapon", "who": WHO}).json()
     saved = client.post(f"/api/frames/{frame_id}/save",
                         json={**EVERYWHERE, "role": "weapon", "who": WHO, "confirm": True}).json()
     assert saved["frame_filling"] is True and prompt_weapon_masks(project)[frame_id].id == saved["mask_id"]
+    # The weapon mask it replaced (one per frame) stays in the history, marked as replaced.
+    entries = {e["key"]: e for e in client.get("/api/history").json()["entries"]}
+    replaced = [e for e in entries.values() if e["summary"].startswith(f"saved weapon mask {first['mask_id']} ")
+                and e["revoked_at"] is not None]  # SQLite may have given its id to the new mask: keys stay apart
+    assert len(replaced) == 1 and "replaced by a newer weapon mask" in replaced[0]["summary"]
+    assert f"{first['area']} px" in replaced[0]["summary"]
+    assert entries[saved["history_key"]]["revoked_at"] is None
     client.post("/api/undo", json={"key": saved["history_key"]})
 
 

@@ -52,7 +52,8 @@ SCHEMA = [
         area INTEGER NOT NULL,
         who TEXT NOT NULL,
         created_at REAL NOT NULL,      -- when the mask was saved
-        revoked_at REAL NOT NULL       -- when it was undone
+        revoked_at REAL NOT NULL,      -- when it was undone or replaced
+        note TEXT NOT NULL DEFAULT ''  -- e.g. "replaced by a newer weapon mask"
     );
     """,
 ]
@@ -130,8 +131,8 @@ def history(conn: sqlite3.Connection, limit: int | None = None) -> list[Entry]:
         if key in live:  # the id went to a newer mask: keep both entries apart
             key = f"mask:{u['mask_id']}{UNDONE_SEPARATOR}{u['id']}"
         live.add(key)
-        entries.append(Entry(key, "mask", u["who"], u["created_at"], f"save-{u['role']}",
-                             _mask_summary(u["mask_id"], u["role"], u["frame_id"], u["area"]), u["revoked_at"]))
+        summary = _mask_summary(u["mask_id"], u["role"], u["frame_id"], u["area"]) + (f" ({u['note']})" if u["note"] else "")
+        entries.append(Entry(key, "mask", u["who"], u["created_at"], f"save-{u['role']}", summary, u["revoked_at"]))
     entries.sort(key=lambda e: e.at, reverse=True)
     return entries[:limit] if limit else entries
 
@@ -175,26 +176,49 @@ def _int(ident: str, key: str) -> int:
         raise InputError(f"history entry {key!r}: {ident!r} is not a number") from None
 
 
+def _review_mask(conn: sqlite3.Connection, mask_id: int) -> tuple[sqlite3.Row, dict] | None:
+    """The mask row and its prompt meta when ``mask_id`` was saved in the review app, else None."""
+    row = conn.execute("SELECT id, backend, frame_id, area, meta, created_at FROM masks WHERE id = ?", (mask_id,)).fetchone()
+    if row is None:
+        return None
+    meta = json.loads(row["meta"] or "{}")
+    if row["backend"] != PROMPT_BACKEND or (meta.get("prompt") or {}).get("by") != "review":
+        return None
+    return row, meta
+
+
+def _remember(conn: sqlite3.Connection, row: sqlite3.Row, meta: dict, note: str = "") -> None:
+    conn.execute(
+        "INSERT INTO review_undone_masks (mask_id, frame_id, role, area, who, created_at, revoked_at, note) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (row["id"], row["frame_id"], meta.get("role") or "source", row["area"], (meta.get("prompt") or {}).get("who", ""),
+         row["created_at"], time.time(), note),
+    )
+
+
+def remember_replaced(conn: sqlite3.Connection, mask_ids: list[int], note: str) -> None:
+    """Keep the history entries of review masks a new save is about to replace (one weapon mask per frame)."""
+    ensure_history_schema(conn)
+    with transaction(conn):
+        for mask_id in mask_ids:
+            found = _review_mask(conn, mask_id)
+            if found is not None:
+                _remember(conn, *found, note=note)
+
+
 def _delete_review_mask(conn: sqlite3.Connection, mask_id: int) -> None:
     """Delete a mask saved in the review app, revoke its decisions, and keep its history entry."""
     ensure_history_schema(conn)
-    row = conn.execute("SELECT backend, frame_id, area, meta, created_at FROM masks WHERE id = ?", (mask_id,)).fetchone()
-    if row is None:
+    if conn.execute("SELECT 1 FROM masks WHERE id = ?", (mask_id,)).fetchone() is None:
         return  # already undone
-    meta = json.loads(row["meta"] or "{}")
-    prompt = meta.get("prompt") or {}
-    if row["backend"] != PROMPT_BACKEND or prompt.get("by") != "review":
+    found = _review_mask(conn, mask_id)
+    if found is None:
         raise InputError(f"mask {mask_id} was not saved in the review app; it cannot be undone here")
     standing = [d.id for d in list_decisions(conn, mask_id=mask_id, include_derived=False, include_revoked=False)]
     with transaction(conn):  # the mask, its keep decision and its history row go together
         mark_revoked(conn, standing)
         conn.execute("DELETE FROM masks WHERE id = ?", (mask_id,))
-        conn.execute(
-            "INSERT INTO review_undone_masks (mask_id, frame_id, role, area, who, created_at, revoked_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (mask_id, row["frame_id"], meta.get("role") or "source", row["area"], prompt.get("who", ""),
-             row["created_at"], time.time()),
-        )
+        _remember(conn, *found)
 
 
 def last_undoable(conn: sqlite3.Connection, who: str) -> Entry:

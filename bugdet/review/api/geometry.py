@@ -20,12 +20,12 @@ from starlette.routing import Route
 from bugdet.errors import InputError
 from bugdet.refine.rules import decide_masks
 from bugdet.review.api.common import Args, endpoint, png_response
-from bugdet.review.history import SOURCE_MASK_NOTE
+from bugdet.review.history import SOURCE_MASK_NOTE, remember_replaced
 from bugdet.review.images import data_uri, mask_rgba, png_bytes
 from bugdet.review.state import ReviewState
 from bugdet.segment.masks import mask_bbox
 from bugdet.segment.prompts import LARGE_MASK_FRACTION, check_role_mask, frame_fraction, is_frame_filling, make_prompt
-from bugdet.segment.store import PROMPT_BACKEND, save_prompt_mask
+from bugdet.segment.store import PROMPT_BACKEND, role_masks, save_prompt_mask
 from bugdet.store.frames import ensure_frames_schema
 
 ROLES = ("source", "weapon")
@@ -154,6 +154,9 @@ def save(state: ReviewState, args: Args) -> dict:
     if confirm and is_frame_filling(p.mask):
         p.spec["confirmed_frame_filling"] = True
     with state.db() as conn:
+        if stored_role:  # the frame keeps one mask per role: the one replaced stays in the history
+            replaced = [m.id for m in role_masks(conn, stored_role, [frame_id]) if m.id is not None]
+            remember_replaced(conn, replaced, f"replaced by a newer {stored_role} mask")
         record = save_prompt_mask(conn, frame_id, p.mask, p.score, model=p.backend, prompt=p.spec,
                                   role=stored_role, label=label)
     decision_id = None
