@@ -21,7 +21,11 @@ from bugdet.segment.prompts import Prompt
 
 
 class ObjectIdPredictor(Predictor):
-    """A :class:`Predictor` over one frame's object-ID map, with a pixel backend for what IDs cannot say."""
+    """A :class:`Predictor` over one frame's object-ID map, with a pixel backend for what IDs cannot say.
+
+    ``name`` tells who answered the latest prompt: ``engine`` for an ID-map answer, else the pixel
+    backend's name (what a saved mask records as its model).
+    """
 
     name = "engine"
 
@@ -48,6 +52,7 @@ class ObjectIdPredictor(Predictor):
         return labels == labels[y, x]
 
     def _predict(self, prompt: Prompt) -> tuple[np.ndarray, float]:
+        self.name = ObjectIdPredictor.name
         if prompt.box is not None:
             return self._from_pixels(prompt)
         positive = [self.part_at(int(x), int(y)) for x, y in prompt.positive]
@@ -62,6 +67,7 @@ class ObjectIdPredictor(Predictor):
         return mask, 1.0
 
     def _from_pixels(self, prompt: Prompt) -> tuple[np.ndarray, float]:
+        self.name = self.fallback.name
         return self.fallback.predict(points=prompt.points, labels=prompt.labels, box=prompt.box)
 
     def _point_candidates(

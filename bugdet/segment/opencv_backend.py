@@ -7,8 +7,15 @@ it was clicked; each tolerance level therefore caches a label map, and later pro
 points inside a known region cost nothing. Several tolerances play the part of SAM's
 subpart/part/whole outputs, and their nesting gives SAM's stability score for free.
 
-* points -> the best-scoring level's region of the positive points; a negative point inside
-  that region splits it by watershed (positive points vs negative points and the outside);
+* points -> for each positive point, the most object-like region of the region hierarchy
+  (:mod:`bugdet.segment.hierarchy`) that holds it and no negative point, scored by
+  :meth:`OpenCVPredictor.objectness` (colour contrast with the band around it x outline edge
+  strength x 1 - its share of the frame, so a frame-filling blob scores near 0); the union over
+  positive points is the mask. A negative point inside the click's smallest region cuts that
+  region by watershed (positive points vs negative points and the outside). Flood levels were
+  the first design: their regions leak through weak edges into sky + ground + trees, and
+  measured on held-out playtest clicks a median IoU of 0.19 against 0.69 for this one
+  (docs/review.md);
 * box -> GrabCut initialised with the box (points become definite foreground/background);
 * grid -> :meth:`point_candidates`, one candidate per new region per level, plus (with
   ``opencv.hierarchy``) every region of :mod:`bugdet.segment.hierarchy`'s bottom-up grouping
