@@ -258,6 +258,73 @@ def test_geometry_prompt_preview_is_cached_and_saves_weapon_and_source_masks(cli
     assert client.post("/api/undo", json={"key": f"mask:{source['mask_id']}"}).status_code == 200
     assert client.get(f"/api/masks/{source['mask_id']}").status_code == 404
     assert mask_status(project, [source["mask_id"]]) == {}
+    # The undone mask keeps its row in the history, marked undone (the page strikes it through).
+    undone = [e for e in client.get("/api/history").json()["entries"] if e["key"] == f"mask:{source['mask_id']}"]
+    assert len(undone) == 1 and undone[0]["revoked_at"] is not None and undone[0]["action"] == "save-source"
+    assert f"mask {source['mask_id']} on frame {frame_id}" in undone[0]["summary"]
+    # Saving again may reuse the deleted mask's id: the new mask and the undone one stay two entries.
+    again = client.post(f"/api/frames/{frame_id}/save", json={**prompt, "role": "source", "who": WHO}).json()
+    entries = client.get("/api/history").json()["entries"]
+    mine = [e for e in entries if e["summary"].startswith(f"saved source mask {source['mask_id']} ")
+            or e["key"] == f"mask:{again['mask_id']}"]
+    assert sorted(e["revoked_at"] is None for e in mine) == [False, True] and len({e["key"] for e in mine}) == 2
+    assert client.post("/api/undo", json={"key": f"mask:{again['mask_id']}"}).status_code == 200
+    assert all(e["revoked_at"] is not None for e in client.get("/api/history").json()["entries"]
+               if e["key"].startswith((f"mask:{source['mask_id']}", f"mask:{again['mask_id']}")))
+
+
+#: Positive points all over a 160x120 frame: their union covers most of it (measured 89-93%).
+EVERYWHERE = {"points": [[x, y] for x in (10, 50, 90, 130, 150) for y in (10, 40, 70, 100, 115)], "labels": [1] * 25}
+
+
+def test_frame_filling_prompt_mask_is_flagged_and_needs_confirmation_as_weapon_mask(client, project):
+    frame_id = client.get("/api/frames").json()["frames"][2]["frame_id"]
+    small = client.post(f"/api/frames/{frame_id}/predict", json={"box": [60, 70, 130, 119]}).json()
+    assert small["frame_filling"] is False and small["warning"] is None and 0 < small["frame_fraction"] < 0.5
+    big = client.post(f"/api/frames/{frame_id}/predict", json=EVERYWHERE).json()
+    assert big["frame_filling"] is True and big["frame_fraction"] > 0.5 and "of the frame" in big["warning"]
+    assert big["score"] < 0.5  # a frame-filling blob is not reported as a good mask
+
+    before = prompt_weapon_masks(project).get(frame_id)
+    refused = client.post(f"/api/frames/{frame_id}/save", json={**EVERYWHERE, "role": "weapon", "who": WHO})
+    assert refused.status_code == 409 and '"confirm": true' in refused.json()["error"]
+    after = prompt_weapon_masks(project).get(frame_id)
+    assert (before is None and after is None) or after.id == before.id  # nothing was stored or replaced
+    bad = client.post(f"/api/frames/{frame_id}/save", json={**EVERYWHERE, "role": "weapon", "who": WHO, "confirm": "yes"})
+    assert bad.status_code == 400 and "'confirm' must be true or false" in bad.json()["error"]
+
+    first = client.post(f"/api/frames/{frame_id}/save", json={"box": [60, 70, 130, 119], "role": "weapon", "who": WHO}).json()
+    saved = client.post(f"/api/frames/{frame_id}/save",
+                        json={**EVERYWHERE, "role": "weapon", "who": WHO, "confirm": True}).json()
+    assert saved["frame_filling"] is True and prompt_weapon_masks(project)[frame_id].id == saved["mask_id"]
+    # The weapon mask it replaced (one per frame) stays in the history, marked as replaced.
+    entries = {e["key"]: e for e in client.get("/api/history").json()["entries"]}
+    replaced = [e for e in entries.values() if e["summary"].startswith(f"saved weapon mask {first['mask_id']} ")
+                and e["revoked_at"] is not None]  # SQLite may have given its id to the new mask: keys stay apart
+    assert len(replaced) == 1 and "replaced by a newer weapon mask" in replaced[0]["summary"]
+    assert f"{first['area']} px" in replaced[0]["summary"]
+    assert entries[saved["history_key"]]["revoked_at"] is None
+    client.post("/api/undo", json={"key": saved["history_key"]})
+
+
+def test_cli_refuses_a_frame_filling_weapon_mask_without_force(project, capsys):
+    conn = project.connect()
+    try:
+        frame_id = conn.execute("SELECT id FROM frames ORDER BY id LIMIT 1 OFFSET 2").fetchone()[0]
+    finally:
+        conn.close()
+    points = [a for x, y in EVERYWHERE["points"] for a in ("--point", f"{x},{y}")]
+    args = ["prompt", "--project", str(project.root), "--frame", str(frame_id), *points, "--save", "--role", "weapon"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "% of the frame" in errors[0] and "--force" in errors[0], err
+    assert main([*args, "--force"]) is None
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["frame_filling"] is True and prompt_weapon_masks(project)[frame_id].id == result["mask_id"]
 
 
 def test_flag_verdicts_become_frame_labels_and_undo_removes_them(client, project):

@@ -227,6 +227,52 @@ def test_tester_scenario_in_a_real_browser(project, server, browser_page, tmp_pa
         assert (shots / f"{name}.png").stat().st_size > 10_000
 
 
+def test_frame_filling_click_mask_is_flagged_confirmed_and_its_undo_stays_in_history(project, server, browser_page, tmp_path):
+    """Clicks all over the frame make a mask that fills it: the page warns, asks before saving it as
+    the weapon mask, and after undo the saved mask's row stays in the history, struck through."""
+    page, errors = browser_page
+    shots = tmp_path / "screenshots"
+    page.goto(f"{server.url}/?token={TOKEN}")
+    page.wait_for_selector("body[data-ready='1']")
+    page.fill("#who", "ben")
+    open_view(page, "draw")
+    page.wait_for_function("state.frames.length > 0 && state.frameImage !== undefined")
+    frame_id = int(page.evaluate("state.frames[state.frameIndex].frame_id"))
+    page.check("input[name=draw-mode][value=pos]")
+    canvas = page.locator("#draw-canvas").bounding_box()
+    for fx in (0.06, 0.31, 0.56, 0.81, 0.94):
+        for fy in (0.08, 0.33, 0.58, 0.83, 0.95):
+            page.mouse.click(canvas["x"] + canvas["width"] * fx, canvas["y"] + canvas["height"] * fy)
+    page.wait_for_selector("#draw-warning:not(.hidden)")
+    assert "of the frame" in page.inner_text("#draw-warning")
+    snap(page, shots, "7-draw-frame-filling")
+    before = prompt_weapon_masks(project).get(frame_id)
+
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.click("#draw-save-weapon")
+    page.wait_for_function("document.querySelector('#draw-save-weapon') !== null")
+    assert asked and "most of the frame" in asked[0]
+    after = prompt_weapon_masks(project).get(frame_id)
+    assert (after.id if after else None) == (before.id if before else None)  # dismissed: nothing saved
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#draw-save-weapon")
+    page.wait_for_function("document.querySelector('#message').innerText.includes('Saved weapon mask')")
+    saved = prompt_weapon_masks(project)[frame_id]
+    assert saved.meta["prompt"]["who"] == "ben" and saved.meta["prompt"]["confirmed_frame_filling"] is True
+
+    open_view(page, "history")
+    row = f"#history-table tr[data-key='mask:{saved.id}']"
+    page.wait_for_selector(row)
+    page.locator(f"{row} button").click()
+    page.wait_for_selector(f"{row}.revoked")
+    assert "undone" in page.inner_text(row) and f"saved weapon mask {saved.id}" in page.inner_text(row)
+    snap(page, shots, "8-history-undone-mask")
+    assert prompt_weapon_masks(project).get(frame_id) is None or prompt_weapon_masks(project)[frame_id].id != saved.id
+    assert not errors, errors
+
+
 def test_sigkill_during_a_burst_loses_no_acknowledged_decision(project, server):
     conn = project.connect()
     try:

@@ -216,7 +216,7 @@ def test_cli_user_errors_are_one_line(project: Project, capsys: pytest.CaptureFi
 
 def test_bench_segment_writes_measurements(project: Project, tmp_path: Path):
     out = tmp_path / "bench.json"
-    result = run_cli("bench", "segment", "-p", str(project.root), "--frames", "2", "--json", str(out))
+    result = run_cli("bench", "segment", "-p", str(project.root), "--frames", "2", "--json", str(out), "--no-point-prompts")
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     assert data["benchmark"] == "segment" and data["backend"] == "opencv" and data["frames"] == 2

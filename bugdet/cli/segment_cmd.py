@@ -73,6 +73,7 @@ def prompt(
         None, "--role", help="With --save: what the mask is, e.g. weapon (one mask per role and frame; later stages use it)."
     ),
     label: Optional[str] = typer.Option(None, "--label", help="With --save: a semantic label for the mask."),
+    force: bool = typer.Option(False, "--force", help="With --save --role weapon: save a mask covering most of the frame anyway."),
     overrides: Optional[List[str]] = SetOption,
 ) -> None:
     """Segment one object from geometry prompts (points and/or a box) on one frame."""
@@ -81,8 +82,8 @@ def prompt(
 
     from bugdet.device import resolve_torch_device
     from bugdet.imageio import read_rgb
-    from bugdet.segment.factory import BuildContext, build_predictor
-    from bugdet.segment.prompts import make_prompt
+    from bugdet.segment.id_prompts import frame_predictor
+    from bugdet.segment.prompts import check_role_mask, is_frame_filling, make_prompt
     from bugdet.segment.store import save_prompt_mask
     from bugdet.store.frames import get_frame
 
@@ -102,13 +103,14 @@ def prompt(
             raise InputError(f"frame {frame_id}: no such frame in {project.root}")
         rgb = read_rgb(project.root / frame.path)
         device = resolve_torch_device(project.config.device) if name == "sam" else "cpu"
-        predictor = build_predictor(cfg, name, BuildContext(root=project.root, device=device))
-        predictor.set_image(rgb)
+        predictor = frame_predictor(project, frame, rgb, backend, device)  # ID-map clicks where the frame has one
         mask, score = predictor.predict(points=coords or None, labels=labels or None, box=box_values)
-        result = {"frame": frame_id, "backend": predictor.name, "score": round(score, 4), "area": int(mask.sum())}
+        result = {"frame": frame_id, "backend": predictor.name, "score": round(score, 4), "area": int(mask.sum()),
+                  "frame_filling": is_frame_filling(mask)}
         ys, xs = np.nonzero(mask)
         result["bbox"] = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
         if save:
+            check_role_mask(mask, role, force, "pass --force")
             spec = make_prompt(rgb.shape, coords or None, labels or None, box_values).to_meta()
             record = save_prompt_mask(conn, frame_id, mask, score, model=predictor.name, prompt=spec, role=role, label=label)
             result["mask_id"] = record.id

@@ -26,6 +26,7 @@ from bugdet.project import Project
 from bugdet.review.api import clusters, flags, geometry, history, map as map_api, text
 from bugdet.review.auth import TokenMiddleware
 from bugdet.review.state import NotFound, ReviewState
+from bugdet.segment.prompts import FrameFillingMaskError
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger(__name__)
@@ -36,7 +37,12 @@ async def index(request: Request) -> FileResponse:
 
 
 async def _bugdet_error(request: Request, exc: Exception) -> JSONResponse:
-    status = 404 if isinstance(exc, NotFound) else 400 if isinstance(exc, (InputError, ConfigError)) else 422
+    if isinstance(exc, NotFound):
+        status = 404
+    elif isinstance(exc, FrameFillingMaskError):
+        status = 409  # valid request, but it needs the tester's explicit confirmation
+    else:
+        status = 400 if isinstance(exc, (InputError, ConfigError)) else 422
     return JSONResponse({"error": str(exc)}, status_code=status)
 
 

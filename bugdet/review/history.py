@@ -11,9 +11,11 @@ A tester's action is one history entry, whatever it wrote:
 * ``flag:<review id>`` a verdict on a detector flag (:mod:`bugdet.review.flags`);
 * ``mask:<id>`` a mask drawn with geometry prompts and saved as a source or weapon mask; undo
   revokes the decisions on it and deletes the mask, in one transaction (nothing else refers to a
-  fresh prompt mask until the nightly job embeds it).
+  fresh prompt mask until the nightly job embeds it), and records what was undone in
+  ``review_undone_masks`` so the entry stays in the history.
 
-Nothing is rewritten: revoked entries stay in the history, marked with when they were undone.
+Nothing is rewritten: revoked entries of every kind stay in the history, marked with when they
+were undone (the page strikes them through).
 """
 
 from __future__ import annotations
@@ -30,13 +32,36 @@ from bugdet.errors import InputError
 from bugdet.refine.decisions import list_decisions, mark_revoked, revoke_decision, revoke_decisions
 from bugdet.review.flags import ensure_flags_schema, list_flag_reviews, revoke_flag_review
 from bugdet.segment.store import PROMPT_BACKEND, ensure_segment_schema
-from bugdet.store.database import transaction
+from bugdet.store.database import ensure_schema, transaction
 from bugdet.store.labels import ensure_labels_schema
 
 BATCH_PREFIX = "review batch "
 #: ``note`` of the keep decision stored with a saved source mask (shown as the mask's own entry).
 SOURCE_MASK_NOTE = "drawn with geometry prompts in the review app"
 KINDS = ("decision", "batch", "flag", "mask")
+#: ``mask:<id>@<n>`` names the n-th undone mask whose id SQLite has since given to a newer mask.
+UNDONE_SEPARATOR = "@"
+
+SCHEMA = [
+    """
+    CREATE TABLE review_undone_masks (
+        id INTEGER PRIMARY KEY,
+        mask_id INTEGER NOT NULL,      -- the deleted masks.id (SQLite may give it to the next new mask)
+        frame_id INTEGER NOT NULL,
+        role TEXT NOT NULL,
+        area INTEGER NOT NULL,
+        who TEXT NOT NULL,
+        created_at REAL NOT NULL,      -- when the mask was saved
+        revoked_at REAL NOT NULL,      -- when it was undone or replaced
+        note TEXT NOT NULL DEFAULT ''  -- e.g. "replaced by a newer weapon mask"
+    );
+    """,
+]
+
+
+def ensure_history_schema(conn: sqlite3.Connection) -> None:
+    ensure_segment_schema(conn)
+    ensure_schema(conn, "review_history", SCHEMA)
 
 
 @dataclass
@@ -65,7 +90,7 @@ def _decision_summary(d) -> str:
 def history(conn: sqlite3.Connection, limit: int | None = None) -> list[Entry]:
     """Every review action, newest first."""
     ensure_flags_schema(conn)
-    ensure_segment_schema(conn)
+    ensure_history_schema(conn)
     entries: list[Entry] = []
     batches: dict[str, Entry] = {}
     for d in list_decisions(conn, include_derived=False):
@@ -99,9 +124,21 @@ def history(conn: sqlite3.Connection, limit: int | None = None) -> list[Entry]:
             continue  # drawn with `bugdet prompt`, not a review action
         role = meta.get("role") or "source"
         entries.append(Entry(f"mask:{m['id']}", "mask", prompt.get("who", ""), m["created_at"], f"save-{role}",
-                             f"saved {role} mask {m['id']} on frame {m['frame_id']} ({m['area']} px)"))
+                             _mask_summary(m["id"], role, m["frame_id"], m["area"])))
+    live = {e.key for e in entries if e.kind == "mask"}
+    for u in conn.execute("SELECT * FROM review_undone_masks ORDER BY id"):
+        key = f"mask:{u['mask_id']}"
+        if key in live:  # the id went to a newer mask: keep both entries apart
+            key = f"mask:{u['mask_id']}{UNDONE_SEPARATOR}{u['id']}"
+        live.add(key)
+        summary = _mask_summary(u["mask_id"], u["role"], u["frame_id"], u["area"]) + (f" ({u['note']})" if u["note"] else "")
+        entries.append(Entry(key, "mask", u["who"], u["created_at"], f"save-{u['role']}", summary, u["revoked_at"]))
     entries.sort(key=lambda e: e.at, reverse=True)
     return entries[:limit] if limit else entries
+
+
+def _mask_summary(mask_id: int, role: str, frame_id: int, area: int) -> str:
+    return f"saved {role} mask {mask_id} on frame {frame_id} ({area} px)"
 
 
 def parse_key(key: str) -> tuple[str, str]:
@@ -124,7 +161,7 @@ def undo(conn: sqlite3.Connection, key: str) -> Entry:
         revoke_decisions(conn, [d.id for d in found])  # one transaction: the batch is undone whole
     elif kind == "flag":
         revoke_flag_review(conn, _int(ident, key))
-    else:
+    elif UNDONE_SEPARATOR not in ident:  # with the separator it names a mask undone already
         _delete_review_mask(conn, _int(ident, key))
     for entry in history(conn):
         if entry.key == key:
@@ -139,20 +176,53 @@ def _int(ident: str, key: str) -> int:
         raise InputError(f"history entry {key!r}: {ident!r} is not a number") from None
 
 
-def _delete_review_mask(conn: sqlite3.Connection, mask_id: int) -> None:
-    row = conn.execute("SELECT backend, meta FROM masks WHERE id = ?", (mask_id,)).fetchone()
+def _review_mask(conn: sqlite3.Connection, mask_id: int) -> tuple[sqlite3.Row, dict] | None:
+    """The mask row and its prompt meta when ``mask_id`` was saved in the review app, else None."""
+    row = conn.execute("SELECT id, backend, frame_id, area, meta, created_at FROM masks WHERE id = ?", (mask_id,)).fetchone()
     if row is None:
+        return None
+    meta = json.loads(row["meta"] or "{}")
+    if row["backend"] != PROMPT_BACKEND or (meta.get("prompt") or {}).get("by") != "review":
+        return None
+    return row, meta
+
+
+def _remember(conn: sqlite3.Connection, row: sqlite3.Row, meta: dict, note: str = "") -> None:
+    conn.execute(
+        "INSERT INTO review_undone_masks (mask_id, frame_id, role, area, who, created_at, revoked_at, note) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (row["id"], row["frame_id"], meta.get("role") or "source", row["area"], (meta.get("prompt") or {}).get("who", ""),
+         row["created_at"], time.time(), note),
+    )
+
+
+def remember_replaced(conn: sqlite3.Connection, mask_ids: list[int], note: str) -> None:
+    """Keep the history entries of review masks a new save is about to replace (one weapon mask per frame)."""
+    ensure_history_schema(conn)
+    with transaction(conn):
+        for mask_id in mask_ids:
+            found = _review_mask(conn, mask_id)
+            if found is not None:
+                _remember(conn, *found, note=note)
+
+
+def _delete_review_mask(conn: sqlite3.Connection, mask_id: int) -> None:
+    """Delete a mask saved in the review app, revoke its decisions, and keep its history entry."""
+    ensure_history_schema(conn)
+    if conn.execute("SELECT 1 FROM masks WHERE id = ?", (mask_id,)).fetchone() is None:
         return  # already undone
-    if row["backend"] != PROMPT_BACKEND or (json.loads(row["meta"] or "{}").get("prompt") or {}).get("by") != "review":
+    found = _review_mask(conn, mask_id)
+    if found is None:
         raise InputError(f"mask {mask_id} was not saved in the review app; it cannot be undone here")
     standing = [d.id for d in list_decisions(conn, mask_id=mask_id, include_derived=False, include_revoked=False)]
-    with transaction(conn):  # the mask and its keep decision go together
+    with transaction(conn):  # the mask, its keep decision and its history row go together
         mark_revoked(conn, standing)
         conn.execute("DELETE FROM masks WHERE id = ?", (mask_id,))
+        _remember(conn, *found)
 
 
 def last_undoable(conn: sqlite3.Connection, who: str) -> Entry:
-    """The newest action of ``who`` that still stands (an undone saved mask is gone from the history)."""
+    """The newest action of ``who`` that still stands."""
     for entry in history(conn):
         if entry.who == who and entry.revoked_at is None:
             return entry

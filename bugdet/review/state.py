@@ -102,21 +102,21 @@ class ReviewState:
         return value
 
     def predictor(self, frame_id: int) -> tuple[FramePredictor, bool]:
-        """The frame's predictor with ``set_image`` done; ``True`` when that work was cached."""
-        from bugdet.segment.factory import BuildContext, build_predictor
+        """The frame's predictor with ``set_image`` done; ``True`` when that work was cached.
+
+        On a frame with an engine ID map clicks select engine objects exactly
+        (:mod:`bugdet.segment.id_prompts`); elsewhere the configured pixel backend answers.
+        """
+        from bugdet.segment.id_prompts import frame_predictor
 
         def make() -> FramePredictor:
-            _, rgb = self.frame(frame_id)
-            cfg = self.project.config.segment
-            name = self.segment_backend()
+            row, rgb = self.frame(frame_id)
             device = "cpu"
-            if name == "sam":
+            if self.segment_backend() == "sam":
                 from bugdet.device import resolve_torch_device
 
                 device = resolve_torch_device(self.project.config.device)
-            predictor = build_predictor(cfg, name, BuildContext(root=self.project.root, device=device))
-            predictor.set_image(rgb)
-            return FramePredictor(predictor, threading.Lock())
+            return FramePredictor(frame_predictor(self.project, row, rgb, device=device), threading.Lock())
 
         return self.predictors.get_or_make(frame_id, make)
 

@@ -7,8 +7,15 @@ it was clicked; each tolerance level therefore caches a label map, and later pro
 points inside a known region cost nothing. Several tolerances play the part of SAM's
 subpart/part/whole outputs, and their nesting gives SAM's stability score for free.
 
-* points -> the best-scoring level's region of the positive points; a negative point inside
-  that region splits it by watershed (positive points vs negative points and the outside);
+* points -> for each positive point, the most object-like region of the region hierarchy
+  (:mod:`bugdet.segment.hierarchy`) that holds it and no negative point, scored by
+  :meth:`OpenCVPredictor.objectness` (colour contrast with the band around it x outline edge
+  strength x 1 - its share of the frame, so a frame-filling blob scores near 0); the union over
+  positive points is the mask. A negative point inside the click's smallest region cuts that
+  region by watershed (positive points vs negative points and the outside). Flood levels were
+  the first design: their regions leak through weak edges into sky + ground + trees, and
+  measured on held-out playtest clicks a median IoU of 0.19 against 0.69 for this one
+  (docs/review.md);
 * box -> GrabCut initialised with the box (points become definite foreground/background);
 * grid -> :meth:`point_candidates`, one candidate per new region per level, plus (with
   ``opencv.hierarchy``) every region of :mod:`bugdet.segment.hierarchy`'s bottom-up grouping
@@ -24,7 +31,14 @@ from bugdet.segment.base import Candidate, Predictor
 from bugdet.segment.config import OpenCVConfig
 from bugdet.segment.hierarchy import RegionHierarchy
 from bugdet.segment.prompts import Prompt
-from bugdet.segment.quality import edge_strength, gradient_magnitude, stability
+from bugdet.segment.quality import (
+    colour_codes,
+    edge_strength,
+    gradient_magnitude,
+    ring_contrast,
+    size_prior,
+    stability,
+)
 
 #: Mean outline gradient (Lab units, see :func:`gradient_magnitude`) at which edge strength is 63%.
 EDGE_SCALE = 6.0
@@ -32,6 +46,12 @@ EDGE_SCALE = 6.0
 MIN_REGION_PIXELS = 24
 #: Radius of the disc painted around a clicked point in GrabCut and watershed markers.
 POINT_RADIUS = 2
+#: Colour bins per Lab channel of the region-vs-surroundings histograms that score prompt masks.
+CONTRAST_BINS = 8
+#: Width (pixels) of the band around a prompt candidate that it is compared with.
+RING_PIXELS = 4
+#: Edge scale of prompt scores: game outlines are sharp, so the clicks' tuning frames put it above EDGE_SCALE.
+PROMPT_EDGE_SCALE = 10.0
 
 
 class _LevelCache:
@@ -75,6 +95,8 @@ class OpenCVPredictor(Predictor):
         self._levels: list[_LevelCache] = []
         self._scores: list[dict[int, float]] = []
         self._hierarchy: RegionHierarchy | None = None
+        self._codes: np.ndarray | None = None
+        self._node_scores: dict[int, float] = {}
 
     # -- per-frame work -------------------------------------------------------------------
     def _prepare(self, rgb: np.ndarray) -> None:
@@ -87,6 +109,8 @@ class OpenCVPredictor(Predictor):
         self._levels = [_LevelCache(lab, t) for t in self.tolerances + [self.tolerances[-1] * 2]]
         self._scores = [{} for _ in self._levels]
         self._hierarchy = None
+        self._codes = colour_codes(lab, CONTRAST_BINS)
+        self._node_scores: dict[int, float] = {}
 
     def _region_score(self, level: int, index: int, x: int, y: int) -> float:
         cached = self._scores[level].get(index)
@@ -103,7 +127,7 @@ class OpenCVPredictor(Predictor):
 
     # -- automatic grid -------------------------------------------------------------------
     def _grouped(self) -> RegionHierarchy:
-        """The region hierarchy of the current frame, built on first use (prompts never need it)."""
+        """The region hierarchy of the current frame, built on first use (the first point prompt or grid)."""
         if self._hierarchy is None:
             self._hierarchy = RegionHierarchy(self._levels[0].lab, self._gradient, EDGE_SCALE)
         return self._hierarchy
@@ -150,6 +174,7 @@ class OpenCVPredictor(Predictor):
         return self._predict_points(prompt)
 
     def _points_region(self, level: int, positive: np.ndarray) -> tuple[np.ndarray, float]:
+        """The union of the level's flood regions under ``positive`` and their mean score (box fallback)."""
         cache = self._levels[level]
         mask = np.zeros(self.image_shape, dtype=bool)
         scores = []
@@ -159,14 +184,69 @@ class OpenCVPredictor(Predictor):
             scores.append(self._region_score(level, index, x, y))
         return mask, float(np.mean(scores))
 
+    def objectness(self, mask: np.ndarray) -> float:
+        """Quality of a prompt mask in [0, 1]: unlike its surroundings (:func:`ring_contrast`), with a
+        sharp outline (:func:`edge_strength`), and not the whole frame (:func:`size_prior`)."""
+        h, w = self.image_shape
+        area = int(np.count_nonzero(mask))
+        contrast = ring_contrast(mask, self._codes, CONTRAST_BINS**3, RING_PIXELS)
+        edge = edge_strength(mask, self._gradient, PROMPT_EDGE_SCALE)
+        return float(contrast * edge * size_prior(area, h * w))
+
+    def _click_candidates(self, x: int, y: int) -> list[tuple[int, np.ndarray, float]]:
+        """(node, mask, objectness) of every region of the region hierarchy that holds (x, y), smallest first."""
+        hierarchy = self._grouped()
+        out = []
+        for node in hierarchy.ancestors(int(hierarchy.base[y, x])):
+            score = self._node_scores.get(node)
+            mask = hierarchy.mask(node)
+            if score is None:
+                score = self._node_scores[node] = self.objectness(mask)
+            out.append((node, mask, score))
+        return out
+
+    def _snap_outline(self, mask: np.ndarray) -> np.ndarray:
+        """Move each pixel on either side of the outline to the side whose nearby colour it matches.
+
+        Region borders come from watershed lines given to an arbitrary neighbour, so a region can
+        be off by a pixel along its outline; comparing each border pixel with the mean colour of
+        the region's and of the outside's pixels in its 5x5 neighbourhood puts it right.
+        """
+        lab = self._levels[0].lab.astype(np.float32)
+        m = mask.astype(np.uint8)
+        kernel = np.ones((3, 3), np.uint8)
+        border = (cv2.dilate(m, kernel) > 0) & ~(cv2.erode(m, kernel) > 0)
+        inside_n = cv2.boxFilter(m.astype(np.float32), -1, (5, 5), normalize=False)
+        outside_n = 25.0 - inside_n
+        inside_sum = cv2.boxFilter(lab * m[..., None], -1, (5, 5), normalize=False)
+        outside_sum = cv2.boxFilter(lab, -1, (5, 5), normalize=False) - inside_sum
+        both = border & (inside_n > 0) & (outside_n > 0)
+        to_in = np.linalg.norm(lab[both] - inside_sum[both] / inside_n[both][:, None], axis=1)
+        to_out = np.linalg.norm(lab[both] - outside_sum[both] / outside_n[both][:, None], axis=1)
+        snapped = mask.copy()
+        snapped[both] = to_in < to_out
+        return snapped
+
     def _predict_points(self, prompt: Prompt) -> tuple[np.ndarray, float]:
-        negative = prompt.negative.astype(int)
-        options = [self._points_region(level, prompt.positive) for level in range(len(self.tolerances))]
-        clean = [(m, s) for m, s in options if not any(m[y, x] for x, y in negative)]
-        if clean:
-            return max(clean, key=lambda ms: ms[1])
-        mask, score = max(options, key=lambda ms: ms[1])
-        return self._split_by_watershed(mask, prompt), score
+        """Each positive point picks the most object-like region of the hierarchy that holds it and
+        no negative point; their union is the mask (see the module docstring)."""
+        negative = [(int(x), int(y)) for x, y in prompt.negative]
+        mask = np.zeros(self.image_shape, dtype=bool)
+        for px, py in prompt.positive.astype(int):
+            options = self._click_candidates(int(px), int(py))
+            clean = [(m, s) for _, m, s in options if not any(m[ny, nx] for nx, ny in negative)]
+            if clean:
+                chosen = self._snap_outline(max(clean, key=lambda ms: ms[1])[0])
+                for nx, ny in negative:  # snapping moves outline pixels only, never across a clicked point
+                    chosen[ny, nx] = False
+                chosen[py, px] = True
+                mask |= chosen
+            else:  # the click's smallest region already holds a negative point: cut it between them
+                point_prompt = Prompt(points=np.array([[px, py], *negative], dtype=np.float64),
+                                      labels=np.array([1] + [0] * len(negative)), box=None)
+                mask |= self._split_by_watershed(options[0][1], point_prompt)
+        mask = _keep_prompted_components(mask, prompt.positive)
+        return mask, self.objectness(mask) if mask.any() else 0.0
 
     def _split_by_watershed(self, mask: np.ndarray, prompt: Prompt) -> np.ndarray:
         """Cut ``mask`` between its positive and negative points along the strongest edges."""

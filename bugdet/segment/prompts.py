@@ -93,3 +93,36 @@ def make_prompt(
     if checked_box is None and not np.any(labs == 1):
         raise PromptError("a prompt needs at least one positive point or a box")
     return Prompt(points=pts, labels=labs, box=checked_box)
+
+
+#: A prompt mask covering more than this share of its frame is flagged: one clicked object almost
+#: never fills half the frame, while a leaked region (sky + ground + trees) does.
+LARGE_MASK_FRACTION = 0.5
+#: Roles whose masks later stages trust blindly: a frame-filling weapon mask would teach FPPC
+#: training that the whole frame is the weapon.
+GUARDED_ROLES = ("weapon",)
+
+
+class FrameFillingMaskError(PromptError):
+    """A frame-filling prompt mask was about to be saved for a guarded role without confirmation."""
+
+
+def frame_fraction(mask: np.ndarray) -> float:
+    """Share of the frame a mask covers."""
+    return float(np.count_nonzero(mask)) / float(mask.size) if mask.size else 0.0
+
+
+def is_frame_filling(mask: np.ndarray) -> bool:
+    return frame_fraction(mask) > LARGE_MASK_FRACTION
+
+
+def check_role_mask(mask: np.ndarray, role: str | None, confirmed: bool, how_to_confirm: str) -> None:
+    """Refuse a frame-filling mask for a guarded role (``weapon``) unless the tester confirmed it.
+
+    ``how_to_confirm`` finishes the message: the CLI says ``--force``, the API ``"confirm": true``.
+    """
+    if role in GUARDED_ROLES and not confirmed and is_frame_filling(mask):
+        raise FrameFillingMaskError(
+            f"the mask covers {100 * frame_fraction(mask):.0f}% of the frame, which is almost never one {role}; "
+            f"add a background point or draw a box, or {how_to_confirm} to save it as the {role} mask anyway"
+        )

@@ -91,3 +91,40 @@ def stability(inner_area: int, outer_area: int) -> float:
     SAM's stability score: a real object keeps its extent when the threshold moves.
     """
     return float(inner_area / outer_area) if outer_area else 0.0
+
+
+def colour_codes(lab: np.ndarray, bins: int = 8) -> np.ndarray:
+    """Each pixel's joint colour bin (``bins`` per Lab channel), int32: the alphabet of :func:`ring_contrast`."""
+    q = (lab.astype(np.int32) * bins) // 256
+    return (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
+
+
+def ring_contrast(mask: np.ndarray, codes: np.ndarray, n_codes: int, width: int) -> float:
+    """How unlike its surroundings a region looks, in [0, 1]: 1 - histogram intersection of the
+    joint colour histogram of ``mask`` and that of the band ``width`` pixels wide around it.
+
+    An object that stops at its real outline differs from what lies just outside it; a part of
+    an object continues outside its outline (low contrast), and so does a region that leaked.
+    A mask with nothing around it (the whole frame) has no contrast to show: 0.
+    """
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return 0.0
+    h, w = mask.shape
+    y0, y1 = max(0, ys.min() - width), min(h, ys.max() + width + 1)
+    x0, x1 = max(0, xs.min() - width), min(w, xs.max() + width + 1)
+    inside = mask[y0:y1, x0:x1]
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
+    band = (cv2.dilate(inside.astype(np.uint8), kernel) > 0) & ~inside
+    if not band.any():
+        return 0.0
+    crop = codes[y0:y1, x0:x1]
+    h_in = np.bincount(crop[inside], minlength=n_codes) / float(np.count_nonzero(inside))
+    h_out = np.bincount(crop[band], minlength=n_codes) / float(np.count_nonzero(band))
+    return float(1.0 - np.minimum(h_in, h_out).sum())
+
+
+def size_prior(area: int, image_area: int) -> float:
+    """1 - the share of the frame a mask covers: a frame-filling mask is almost never the object a
+    tester clicked, so a region's quality shrinks to 0 as it approaches the whole frame."""
+    return float(max(0.0, 1.0 - area / image_area)) if image_area else 0.0

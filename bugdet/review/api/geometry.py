@@ -11,6 +11,7 @@ with a keep decision so filtering keeps it; the nightly ``bugdet embed`` embeds 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,12 +20,12 @@ from starlette.routing import Route
 from bugdet.errors import InputError
 from bugdet.refine.rules import decide_masks
 from bugdet.review.api.common import Args, endpoint, png_response
-from bugdet.review.history import SOURCE_MASK_NOTE
+from bugdet.review.history import SOURCE_MASK_NOTE, remember_replaced
 from bugdet.review.images import data_uri, mask_rgba, png_bytes
 from bugdet.review.state import ReviewState
 from bugdet.segment.masks import mask_bbox
-from bugdet.segment.prompts import make_prompt
-from bugdet.segment.store import PROMPT_BACKEND, save_prompt_mask
+from bugdet.segment.prompts import LARGE_MASK_FRACTION, check_role_mask, frame_fraction, is_frame_filling, make_prompt
+from bugdet.segment.store import PROMPT_BACKEND, role_masks, save_prompt_mask
 from bugdet.store.frames import ensure_frames_schema
 
 ROLES = ("source", "weapon")
@@ -52,7 +53,27 @@ def _prompt_values(args: Args) -> tuple[list[list[float]] | None, list[int] | No
     return points, labels, box
 
 
-def _predict(state: ReviewState, frame_id: int, args: Args) -> tuple[np.ndarray, float, dict, bool, float]:
+@dataclass
+class Prediction:
+    mask: np.ndarray
+    score: float
+    spec: dict
+    backend: str  # "engine" when the frame's object-ID map answered the click
+    frame_cached: bool
+    seconds: float
+
+    def size_fields(self) -> dict[str, Any]:
+        """Area, share of the frame, and the frame-filling flag the page warns with."""
+        fraction = frame_fraction(self.mask)
+        filling = fraction > LARGE_MASK_FRACTION
+        return {
+            "area": int(self.mask.sum()), "frame_fraction": round(fraction, 4), "frame_filling": filling,
+            "warning": (f"this mask covers {100 * fraction:.0f}% of the frame: it is probably not one object; "
+                        "add a background point or draw a box") if filling else None,
+        }
+
+
+def _predict(state: ReviewState, frame_id: int, args: Args) -> Prediction:
     points, labels, box = _prompt_values(args)
     started = time.perf_counter()
     cached_predictor, cached = state.predictor(frame_id)
@@ -60,7 +81,7 @@ def _predict(state: ReviewState, frame_id: int, args: Args) -> tuple[np.ndarray,
         predictor = cached_predictor.predictor
         mask, score = predictor.predict(points=points, labels=labels, box=box)
         spec = make_prompt(predictor.image_shape, points, labels, box).to_meta()
-    return mask, score, spec, cached, time.perf_counter() - started
+    return Prediction(mask, score, spec, predictor.name, cached, time.perf_counter() - started)
 
 
 def list_frames(state: ReviewState, args: Args) -> dict:
@@ -97,37 +118,52 @@ def prepare(state: ReviewState, args: Args) -> dict:
     """Do the frame's per-frame work now (the page asks when a frame is opened), so the first click is quick."""
     frame_id = args.int("frame_id")
     started = time.perf_counter()
-    _, cached = state.predictor(frame_id)
-    return {"frame_id": frame_id, "backend": state.segment_backend(), "cached": cached,
+    cached_predictor, cached = state.predictor(frame_id)
+    return {"frame_id": frame_id, "backend": cached_predictor.predictor.name, "cached": cached,
             "seconds": round(time.perf_counter() - started, 4)}
 
 
 def predict(state: ReviewState, args: Args) -> dict:
-    """A preview of the mask the prompt selects: a transparent PNG layer plus score and size."""
+    """A preview of the mask the prompt selects: a transparent PNG layer, score, size, and a warning
+    (``frame_filling``) when it covers most of the frame."""
     frame_id = args.int("frame_id")
-    mask, score, _, cached, seconds = _predict(state, frame_id, args)
-    x, y, w, h = mask_bbox(mask)
-    return {"frame_id": frame_id, "backend": state.segment_backend(), "score": round(score, 4),
-            "area": int(mask.sum()), "bbox": [x, y, w, h], "seconds": round(seconds, 4), "frame_cached": cached,
-            "overlay": data_uri(png_bytes(mask_rgba(mask)))}
+    p = _predict(state, frame_id, args)
+    x, y, w, h = mask_bbox(p.mask)
+    return {"frame_id": frame_id, "backend": p.backend, "score": round(p.score, 4), **p.size_fields(),
+            "bbox": [x, y, w, h], "seconds": round(p.seconds, 4), "frame_cached": p.frame_cached,
+            "overlay": data_uri(png_bytes(mask_rgba(p.mask)))}
 
 
 def save(state: ReviewState, args: Args) -> dict:
-    """Save the prompt's mask as a source mask or as the frame's weapon/viewmodel mask."""
+    """Save the prompt's mask as a source mask or as the frame's weapon/viewmodel mask.
+
+    A frame-filling weapon mask is refused (409) unless the body says ``"confirm": true``: it
+    would teach FPPC training that the whole frame is the weapon.
+    """
     frame_id = args.int("frame_id")
     role = args.str("role", choices=ROLES)
     who = args.who()
     label = args.str("label", "").strip()[:64] or None
-    mask, score, spec, _, _ = _predict(state, frame_id, args)
-    spec.update(by="review", who=who)
+    confirm = args.body.get("confirm", False)
+    if not isinstance(confirm, bool):
+        raise InputError(f"'confirm' must be true or false, got {confirm!r}")
+    p = _predict(state, frame_id, args)
+    stored_role = "weapon" if role == "weapon" else None
+    check_role_mask(p.mask, stored_role, confirm, 'confirm (send "confirm": true)')
+    p.spec.update(by="review", who=who)
+    if confirm and is_frame_filling(p.mask):
+        p.spec["confirmed_frame_filling"] = True
     with state.db() as conn:
-        record = save_prompt_mask(conn, frame_id, mask, score, model=state.segment_backend(), prompt=spec,
-                                  role="weapon" if role == "weapon" else None, label=label)
+        if stored_role:  # the frame keeps one mask per role: the one replaced stays in the history
+            replaced = [m.id for m in role_masks(conn, stored_role, [frame_id]) if m.id is not None]
+            remember_replaced(conn, replaced, f"replaced by a newer {stored_role} mask")
+        record = save_prompt_mask(conn, frame_id, p.mask, p.score, model=p.backend, prompt=p.spec,
+                                  role=stored_role, label=label)
     decision_id = None
     if role == "source":
         decision_id = decide_masks(state.project, [record.id], "keep", who, SOURCE_MASK_NOTE)[0].id
     return {"mask_id": record.id, "role": role, "area": record.area, "decision_id": decision_id,
-            "history_key": f"mask:{record.id}"}
+            "history_key": f"mask:{record.id}", "frame_filling": is_frame_filling(p.mask)}
 
 
 routes = [

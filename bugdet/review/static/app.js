@@ -378,15 +378,23 @@ async function previewMask() {
   state.preview = layer;
   drawCanvas();
   setSaveEnabled(true);
-  $("#draw-info").textContent = `Mask preview: ${res.area} px, quality ${res.score.toFixed(2)} (${res.backend}); ` +
+  const made = res.backend === "engine" ? "the engine's object IDs" : res.backend;
+  $("#draw-info").textContent = `Mask preview: ${res.area} px (${Math.round(100 * res.frame_fraction)}% of the frame), ` +
+    `quality ${res.score.toFixed(2)} (${made}); ` +
     `${Math.round(performance.now() - started)} ms` + (res.frame_cached ? "" : " (first prompt on this frame)") + ".";
   $("#draw-info").dataset.area = res.area;
+  state.previewFilling = res.frame_filling;
+  const warning = $("#draw-warning");
+  warning.textContent = res.warning || "";
+  warning.classList.toggle("hidden", !res.frame_filling);
 }
 
 function setSaveEnabled(on) { $("#draw-save-source").disabled = !on; $("#draw-save-weapon").disabled = !on; }
 
 function clearPrompt() {
   state.prompt = { points: [], labels: [], box: null }; state.preview = null; state.dragBox = null; state.dragStart = null;
+  state.previewFilling = false;
+  $("#draw-warning").classList.add("hidden");
   setSaveEnabled(false);
   $("#draw-info").textContent = "Click on an object (or drag a box around it) to preview its mask.";
   drawCanvas();
@@ -394,7 +402,14 @@ function clearPrompt() {
 
 async function saveMask(role) {
   const frame = state.frames[state.frameIndex];
-  const res = await api(`/api/frames/${frame.frame_id}/save`, { ...promptBody(), role, who: who() });
+  const body = { ...promptBody(), role, who: who() };
+  if (role === "weapon" && state.previewFilling) {
+    // The server refuses a frame-filling weapon mask (it would teach FPPC training that the whole
+    // frame is the weapon) unless the tester confirms it here.
+    if (!window.confirm("This mask covers most of the frame. Save it as the weapon mask anyway?")) return;
+    body.confirm = true;
+  }
+  const res = await api(`/api/frames/${frame.frame_id}/save`, body);
   say(`Saved ${role === "weapon" ? "weapon mask" : "source mask"} #${res.mask_id} (${res.area} px) on frame ${frame.frame_id}.`);
   clearPrompt();
   await loadSaved();
