@@ -252,7 +252,7 @@ def test_engine_point_priors_find_objects_between_grid_points():
 
 
 def test_measure_masks_per_s_counts_real_masks():
-    from bugdet.segment.bench import measure_masks_per_s, measure_segmentation
+    from bugdet.bench.segment.speed import measure_masks_per_s, measure_segmentation
 
     frames = [draw_scene(seed).rgb for seed in range(2)] + [np.zeros((240, 320, 3), np.uint8)]
     stats = measure_segmentation(frames)
@@ -323,7 +323,7 @@ def playtest_pair(tmp_path_factory):
     out = tmp_path_factory.mktemp("playtest-frames") / "frames.npz"
     script = (
         "import sys, numpy as np\n"
-        "from bugdet.segment.click_bench import playtest_frames\n"
+        "from bugdet.bench.segment.clicks import playtest_frames\n"
         "frames = list(playtest_frames([('park', 3), ('indoor', 4)], [0, 30], 320, 240))\n"
         "np.savez(sys.argv[1], rgb=np.stack([f[0] for f in frames]), ids=np.stack([f[1] for f in frames]))\n"
     )
@@ -333,7 +333,7 @@ def playtest_pair(tmp_path_factory):
 
 
 def _clicks(frames):
-    from bugdet.segment.click_bench import frame_clicks
+    from bugdet.bench.segment.clicks import frame_clicks
 
     rng = np.random.default_rng(0)
     return [c for i, (_, ids) in enumerate(frames) for c in frame_clicks(ids, i, rng)]
@@ -345,7 +345,7 @@ def test_one_click_selects_the_object_under_it(playtest_pair):
     Measured: median IoU 0.72, 64% of clicks at IoU >= 0.5; the flood-fill predictor before this
     design reached median 0.11 and 25% on the same clicks (it returned sky + ground + trees).
     """
-    from bugdet.segment.click_bench import measure_point_prompts
+    from bugdet.bench.segment.clicks import measure_point_prompts
 
     result = measure_point_prompts(build_predictor(), playtest_pair)
     assert result["point_prompt_clicks"] >= 30

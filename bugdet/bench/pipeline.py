@@ -1,6 +1,6 @@
 """``bugdet bench pipeline``: throughput of the mining pipeline's stages, written as JSON.
 
-* ``masks_per_s``: segmentation throughput from :mod:`bugdet.segment.bench` (its
+* ``masks_per_s``: segmentation throughput from :mod:`bugdet.bench.segment.speed` (its
   ``measure_segmentation``, which ``measure_masks_per_s`` wraps, called once so the backend and
   counts come along): default backend, automatic mode, playtest-world park frames at 320x240.
 * ``embed_torch_ips`` / ``embed_onnx_ips``: image-tower throughput of open_clip ViT-S-32
@@ -39,7 +39,7 @@ def _playtest_frames(n: int, width: int = 320, height: int = 240) -> list[np.nda
 
 
 def measure_masks(frames: list[np.ndarray]) -> dict[str, Any]:
-    from bugdet.segment.bench import measure_segmentation
+    from bugdet.bench.segment.speed import measure_segmentation
 
     result = measure_segmentation(frames)
     return {"masks_per_s": result["masks_per_s"], "segment_backend": result["backend"],

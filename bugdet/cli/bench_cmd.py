@@ -10,12 +10,12 @@ import importlib
 import typer
 
 BENCH_MODULES: tuple[str, ...] = (
-    "bugdet.segment.bench_cmd",
+    "bugdet.bench.segment.command",
     "bugdet.bench.playtest",
     "bugdet.bench.pipeline",
     "bugdet.bench.scale",
     "bugdet.bench.augment",
-    "bugdet.bench.quality",
+    "bugdet.bench.quality.command",
     "bugdet.bench.service",
 )
 

@@ -1,6 +1,2 @@
 """``bugdet bench quality``: the paper's low-label protocol (``protocol``), its HTML report
 (``report``) and the command (``command``)."""
-
-from bugdet.bench.quality.command import register
-
-__all__ = ["register"]

@@ -28,7 +28,7 @@ def bench_segment(
     """Masks per second of `bugdet segment`, milliseconds per interactive prompt, and how well one click
     selects one object on held-out playtest frames (nothing is stored)."""
     from bugdet.imageio import read_rgb
-    from bugdet.segment.bench import measure_segmentation
+    from bugdet.bench.segment.speed import measure_segmentation
     from bugdet.store.frames import iter_frames
 
     project = open_project(project_dir, overrides or [])
@@ -70,7 +70,7 @@ def bench_segment(
 def _measure_clicks(project, backend: Optional[str], seed: int) -> dict:
     """Point-prompt IoU of the project's prompt backend on the held-out playtest frames (see click_bench)."""
     from bugdet.progress import rich_progress
-    from bugdet.segment.click_bench import DEFAULT_FRAME_INDICES, DEFAULT_SESSIONS, measure_point_prompts, playtest_frames
+    from bugdet.bench.segment.clicks import DEFAULT_FRAME_INDICES, DEFAULT_SESSIONS, measure_point_prompts, playtest_frames
     from bugdet.segment.factory import build_predictor
 
     cfg = project.config.segment
