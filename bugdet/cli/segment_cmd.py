@@ -60,7 +60,7 @@ def _parse_numbers(text: str, count: int, what: str) -> list[float]:
 
 
 def prompt(
-    frame_id: int = typer.Option(..., "--frame", "-f", help="Frame id (see `bugdet status` / the frames table)."),
+    frame_ref: str = typer.Option(..., "--frame", "-f", help="Frame: its ingested file path or name, content sha256, or id."),
     points: Optional[List[str]] = typer.Option(None, "--point", help="Positive point X,Y on the object (repeatable)."),
     negatives: Optional[List[str]] = typer.Option(None, "--neg", help="Negative point X,Y on background to exclude (repeatable)."),
     box: Optional[str] = typer.Option(None, "--box", help="Box X0,Y0,X1,Y1 around the object."),
@@ -84,7 +84,7 @@ def prompt(
     from bugdet.segment.factory import BuildContext, build_predictor
     from bugdet.segment.prompts import make_prompt
     from bugdet.segment.store import save_prompt_mask
-    from bugdet.store.frames import get_frame
+    from bugdet.store.resolve import resolve_frames
 
     if role and not save:
         raise InputError("--role only applies to a saved mask: add --save")
@@ -97,9 +97,8 @@ def prompt(
 
     conn = project.connect()
     try:
-        frame = get_frame(conn, frame_id)
-        if frame is None:
-            raise InputError(f"frame {frame_id}: no such frame in {project.root}")
+        frame = resolve_frames(conn, [frame_ref])[0]
+        frame_id = frame.id
         rgb = read_rgb(project.root / frame.path)
         device = resolve_torch_device(project.config.device) if name == "sam" else "cpu"
         predictor = build_predictor(cfg, name, BuildContext(root=project.root, device=device))

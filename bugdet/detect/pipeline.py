@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bugdet.detect.bug_types import with_effective_bug_types
 from bugdet.detect.config import DetectConfig
 from bugdet.detect.data import LabeledFrame, ObjectiveSampler
 from bugdet.detect.evaluate import Evaluation, evaluate_frames
@@ -84,6 +85,7 @@ class TrainedRun:
 
 
 def train_project(project: Project, run_name: str | None = None, progress: Progress | None = None) -> TrainedRun:
+    project = with_effective_bug_types(project)
     cfg = project.config.detect
     device = resolve_torch_device(project.config.device)
     run_name = run_name or f"{cfg.mode}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -148,6 +148,33 @@ def iter_frames(
         yield FrameRow.from_row(row)
 
 
+def get_frame_by_sha(conn: sqlite3.Connection, sha256: str) -> FrameRow | None:
+    row = conn.execute("SELECT * FROM frames WHERE sha256 = ?", (sha256,)).fetchone()
+    return FrameRow.from_row(row) if row else None
+
+
+#: ``aux`` keys naming the image files a frame was read from (see :mod:`bugdet.store.resolve`).
+FILE_KEY = "file"            # the path as given to ``bugdet ingest``
+FILE_ABS_KEY = "file_abs"    # the same, absolute
+ALSO_FILES_KEY = "also_files"  # other files with identical pixels, ingested later (content dedupe)
+
+
+def add_frame_alias(conn: sqlite3.Connection, frame: FrameRow, file: str) -> None:
+    """Remember that ``file`` holds the same pixels as ``frame`` (deduplicated at ingest), so a
+    labels file may name the frame by either file."""
+    known = {frame.aux.get(FILE_KEY), frame.aux.get(FILE_ABS_KEY), *frame.aux.get(ALSO_FILES_KEY, [])}
+    if file in known:
+        return
+    aux = dict(frame.aux)
+    aux[ALSO_FILES_KEY] = [*aux.get(ALSO_FILES_KEY, []), file]
+    frame.aux = aux
+    conn.execute("UPDATE frames SET aux = ? WHERE id = ?", (json.dumps(aux, sort_keys=True), frame.id))
+
+
+def set_frame_split(conn: sqlite3.Connection, frame_ids: list[int], split: str) -> None:
+    conn.executemany("UPDATE frames SET split = ? WHERE id = ?", [(split, int(i)) for i in frame_ids])
+
+
 def get_frame(conn: sqlite3.Connection, frame_id: int) -> FrameRow | None:
     ensure_frames_schema(conn)
     row = conn.execute("SELECT * FROM frames WHERE id = ?", (frame_id,)).fetchone()
