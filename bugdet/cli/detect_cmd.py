@@ -156,7 +156,8 @@ def train(
         flags.append(f"detect.bug_types={json.dumps([b.strip() for b in bugs.split(',') if b.strip()])}")
     project = open_project(project_dir, flags)
     with rich_progress(console) as bar:
-        trained = train_project(project, run_name=run, progress=bar)
+        trained = train_project(project, run_name=run, progress=bar,
+                                notify=lambda line: console.print(f"note: {line}", markup=False))
     r = trained.result
     console.print(f"best epoch {r.best_epoch} (validation PR-AUC {r.best_score:.3f})")
     for t, thr in r.thresholds.items():

@@ -20,7 +20,10 @@ def segment(
     project_dir: Path = ProjectOption,
     backend: Optional[str] = BackendOption,
     split: Optional[str] = typer.Option(None, "--split", help="Only frames of this split (train/val/test)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Segment at most N new frames this run."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Segment at most N new frames this run (in ingest order)."),
+    sample: Optional[int] = typer.Option(
+        None, "--sample", min=1, help="Segment N frames spread evenly over captures and time (a fixed sample: rerun adds nothing)."
+    ),
     redo: bool = typer.Option(False, "--redo", help="Replace the masks of frames already segmented by this backend."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the run report as JSON here."),
     overrides: Optional[List[str]] = SetOption,
@@ -34,12 +37,15 @@ def segment(
         flags.append(f"segment.backend={backend}")
     project = open_project(project_dir, flags)
     with rich_progress(console) as bar:
-        report = segment_project(project, redo=redo, split=split, limit=limit, progress=bar)
+        report = segment_project(project, redo=redo, split=split, limit=limit, sample=sample, progress=bar)
     for problem in report.problems:
         console.print(f"[yellow]warning:[/] {problem}")
     if json_out is not None:
         json_out.write_text(json.dumps(report.to_dict(), indent=1))
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items())) or "nothing new"
+    if sample is not None:
+        console.print(f"sample: {report.frames_considered} frames spread over captures and time"
+                      f"{f' of split {split}' if split else ''}", markup=False)
     console.print(
         f"{report.frames_segmented} frames segmented ({report.frames_skipped} already done): "
         f"{report.masks_added} automatic ({report.backend}) masks, {report.engine_masks_added} engine masks "
