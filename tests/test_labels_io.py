@@ -78,7 +78,7 @@ def test_frames_resolve_by_name_path_and_hash(game) -> None:
     assert index.resolve(frame.sha256).id == frame.id
     assert index.resolve(frame.sha256[:10]).id == frame.id
     assert index.resolve(str(frame.id)).id == frame.id
-    with pytest.raises(FrameRefError, match="no frame named"):
+    with pytest.raises(FrameRefError, match="no such frame"):
         index.resolve("shot_9999.png")
 
 

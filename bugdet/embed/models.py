@@ -151,8 +151,8 @@ def _local_dir_arch(config_file: Path, fallback: str) -> str:
 #: Seconds to wait for a weights host before calling it unreachable (a hub client offline
 #: otherwise retries for about a minute before it fails).
 REACH_TIMEOUT_S = 3.0
-OFFLINE_FIX = ("put a checkpoint file or local-dir:DIR in filter.embed.pretrained, or set "
-               "filter.embed.pretrained=none for an unpretrained model")
+OFFLINE_FIX = ("put a checkpoint file or local-dir:DIR in filter.embed.pretrained, or choose "
+               "pretrained: none for an unpretrained model")
 
 
 def _tag_weights_cached(cfg: dict[str, Any]) -> bool:
@@ -213,7 +213,7 @@ def require_tag_weights_reachable(spec: ModelSpec) -> None:
     host = where.hostname or "huggingface.co"
     if offline or not _host_reachable(host, where.port or 443):
         why = "offline mode is set" if offline else f"{host} is unreachable"
-        raise ConfigError(f"pretrained weights {spec.arch}/{spec.weights} are not cached and {why}: {OFFLINE_FIX}")
+        raise ConfigError(f"cannot load pretrained weights {spec.arch}/{spec.weights} (not cached, and {why}): {OFFLINE_FIX}")
 
 
 @functools.lru_cache(maxsize=2)
@@ -243,9 +243,7 @@ def build_open_clip_model(spec: ModelSpec, device: str = "cpu") -> tuple[Any, An
     except (RuntimeError, OSError, ValueError) as exc:
         if spec.source == "tag":
             raise ConfigError(
-                f"cannot load pretrained weights {spec.arch}/{spec.weights} (offline or not cached?): "
-                "put a checkpoint file or local-dir:DIR in filter.embed.pretrained, or choose "
-                "pretrained: none for an unpretrained model"
+                f"cannot load pretrained weights {spec.arch}/{spec.weights} (offline or not cached?): {OFFLINE_FIX}"
             ) from None
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"cannot load {spec.label}: {first_line[:300]}") from None

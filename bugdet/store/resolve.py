@@ -94,7 +94,7 @@ class FrameIndex:
 
 def describe_miss(ref: str, found: Sequence[FrameRow]) -> str:
     if not found:
-        return f"no frame named {ref!r} (give an ingested file path or name, a content sha256 or a frame id)"
+        return f"no such frame {ref!r} (give an ingested file path or name, a content sha256 or a frame id)"
     shown = ", ".join(display_name(f) for f in found[:2])
     return f"{ref!r} is ambiguous: {len(found)} frames match ({shown}{', ...' if len(found) > 2 else ''}); give more of the path"
 
