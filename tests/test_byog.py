@@ -151,3 +151,70 @@ def test_default_embed_config_offline_fails_within_seconds_with_the_fix(tmp_path
     assert len(errors) == 1 and "not cached, and 127.0.0.1 is unreachable" in errors[0] and "pretrained: none" in errors[0]
     assert "Retrying" not in result.stderr
     print(f"offline embed failed in {elapsed:.1f}s")
+
+
+def record_plain_folders(out: Path) -> list[str]:
+    """Panda3D playtest frames written the way a studio has its own: plain PNG folders (train,
+    val, test; no session metadata) and a labels CSV naming frames by file, with boxes."""
+    from bugdet.imageio import write_rgb
+    from bugdet.playtest.session import PlaytestSession, PlaytestSpec
+
+    lines = ["frame,label,split,box"]
+    for split, seed, n, good_budget in (("train", 5, 120, 20), ("val", 100005, 60, 20), ("test", 200005, 80, None)):
+        spec = PlaytestSpec(scene="park", seed=seed, frames=n, width=160, height=120, prevalence=0.3,
+                            bugs=("missing_texture",))
+        goods = 0
+        for f in PlaytestSession(spec).frames():
+            rel = f"{split}/frame_{f.index:04d}.png"
+            write_rgb(out / rel, f.rgb)
+            truth = f.truths["missing_texture"]
+            if truth.present:
+                ys, xs = np.nonzero(truth.mask)
+                lines.append(f'{rel},missing_texture,,"{xs.min()},{ys.min()},{xs.max() + 1},{ys.max() + 1}"')
+            elif good_budget is None or goods < good_budget:
+                lines.append(f"{rel},good,,")
+                goods += 1
+    return lines
+
+
+@pytest.mark.slow
+def test_own_game_from_frame_folders_and_a_labels_csv_to_an_exported_detector(tmp_path: Path, capsys) -> None:
+    """docs/own-game.md's commands, all through the CLI, on frames bugdet never recorded itself."""
+    shots = tmp_path / "mygame"
+    (tmp_path / "labels.csv").write_text("\n".join(record_plain_folders(shots)) + "\n")
+    p = str(tmp_path / "proj")
+    embed_cfg = ["--set", "filter.embed.model=ViT-S-32", "--set", "filter.embed.pretrained=none",
+                 "--set", "filter.embed.backend=torch"]
+    tiny = ["--set", "detect.epochs=1", "--set", "detect.finetune_epochs=1", "--set", "detect.steps_per_epoch=2",
+            "--set", "detect.batch_size=8"]
+
+    def ok(*args: str) -> str:
+        code, err = cli(capsys, *args)
+        assert code == 0, f"bugdet {' '.join(args)}:\n{err}"
+        return err
+
+    ok("init", p)
+    for split in ("train", "val", "test"):
+        ok("ingest", str(shots / split), "-p", p, "--split", split)
+    imported = ok("label", "import", str(tmp_path / "labels.csv"), "-p", p)
+    assert "labels added" in imported and "0 removed" in imported
+    assert "sample: 16 frames" in ok("segment", "-p", p, "--split", "train", "--sample", "16")
+    assert "UNPRETRAINED" in ok("embed", "-p", p, "--sample", "16", *embed_cfg)
+    ok("cluster", "-p", p, "--k", "4", "--no-summary", *embed_cfg)
+    ok("augment", "-p", p, "--bug", "missing_texture", "--n", "4")
+    trained = ok("train", "-p", p, "--run", "mine", *tiny)
+    assert "missing_texture: threshold" in trained and "note:" not in trained  # the val split has labels
+    ok("evaluate", f"{p}/models/mine/detector.pt", "-p", p, "--split", "test", "--json", str(tmp_path / "m.json"))
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert "missing_texture" in json.dumps(metrics)
+    ok("export", "-p", p, "--json", str(tmp_path / "e.json"))
+    package = Path(json.loads((tmp_path / "e.json").read_text())["package"])
+    manifest = json.loads((package / "manifest.json").read_text())
+    assert manifest["bug_types"] == ["missing_texture"]  # detect.bug_types defaulted to the labeled type
+    # No labeled validation split: training holds out labeled frames by capture/episode and says so.
+    held = ok("train", "-p", p, "--run", "noval", "--set", "detect.val_split=none", *tiny)
+    assert "note: validation split 'none' holds no labels or ground truth: holding out" in held and "by episode" in held
+    # the labels round-trip
+    ok("label", "export", str(tmp_path / "out.csv"), "-p", p)
+    again = ok("label", "import", str(tmp_path / "out.csv"), "-p", p)
+    assert "0 labels added" in again and "0 removed" in again
