@@ -13,7 +13,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "bugdet.segment.bench_cmd",
     "bugdet.playtest.bench",
     "bugdet.cluster.bench",
-    "bugdet.ingest.footage_bench",
+    "bugdet.bench.footage",
     "bugdet.scale.bench",
     "bugdet.augment.bench",
     "bugdet.detect.bench",

@@ -159,13 +159,15 @@ def get_frame_by_sha(conn: sqlite3.Connection, sha256: str) -> FrameRow | None:
 FILE_KEY = "file"            # the path as given to ``bugdet ingest``
 FILE_ABS_KEY = "file_abs"    # the same, absolute
 ALSO_FILES_KEY = "also_files"  # other files with identical pixels, ingested later (content dedupe)
+#: A static scene (a menu, a loading screen) can repeat one image thousands of times: remember a few names.
+MAX_ALSO_FILES = 64
 
 
 def add_frame_alias(conn: sqlite3.Connection, frame: FrameRow, file: str) -> None:
     """Remember that ``file`` holds the same pixels as ``frame`` (deduplicated at ingest), so a
     labels file may name the frame by either file."""
     known = {frame.aux.get(FILE_KEY), frame.aux.get(FILE_ABS_KEY), *frame.aux.get(ALSO_FILES_KEY, [])}
-    if file in known:
+    if file in known or len(frame.aux.get(ALSO_FILES_KEY, [])) >= MAX_ALSO_FILES:
         return
     aux = dict(frame.aux)
     aux[ALSO_FILES_KEY] = [*aux.get(ALSO_FILES_KEY, []), file]
