@@ -136,6 +136,28 @@ def test_fppc_without_a_findable_weapon_is_an_error_with_the_fix(tmp_path: Path,
     assert "none of 6 target frames has a weapon mask" in errors[0] and "--role weapon" in errors[0]
 
 
+def test_fppc_when_auto_finds_no_viewmodel_is_an_error_not_empty_masks(tmp_path: Path, capsys) -> None:
+    """A camera panning over a textured world with no gun on screen: the temporal estimator finds
+    no screen-anchored region, and FPPC stops instead of painting over a gun it never found."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    world = cv2.resize(rng.integers(0, 255, (60, 200, 3), dtype=np.uint8), (1600, 480), interpolation=cv2.INTER_LINEAR)
+    write_folder(tmp_path / "pan", [np.ascontiguousarray(world[:, i * 40:i * 40 + 640][::4, ::4]) for i in range(24)])
+    project = Project.init(tmp_path / "proj")
+    ingest(project, [tmp_path / "pan"], split="train")
+    code, err = cli(capsys, "augment", "-p", str(project.root), "--bug", "fppc", "--n", "2", "--weapon-source", "auto")
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "weapon_source=auto" in errors[0] and "no screen-anchored viewmodel" in errors[0], err
+    # training with the FPPC objective stops the same way, before any step is taken
+    record_labels(project.connect(), [(f.id, "fppc" if f.source_index == 3 else "good", 1)
+                                      for f in iter_frames(project.connect()) if f.source_index % 3 == 0])
+    code, err = cli(capsys, "train", "-p", str(project.root), "--set", "augment.weapon_source=auto")
+    assert code == 2 and "fppc: none of" in err and "has a weapon mask" in err, err
+    assert not list((project.root / "models").glob("*/detector.pt"))
+
+
 def test_default_embed_config_offline_fails_within_seconds_with_the_fix(tmp_path: Path) -> None:
     """No HF_HUB_OFFLINE, no cached weights, and the hub unreachable (a closed local port): one
     line with the fix, at once. Before, the hub client retried for about a minute."""
