@@ -233,6 +233,18 @@ def test_own_game_from_frame_folders_and_a_labels_csv_to_an_exported_detector(tm
     package = Path(json.loads((tmp_path / "e.json").read_text())["package"])
     manifest = json.loads((package / "manifest.json").read_text())
     assert manifest["bug_types"] == ["missing_texture"]  # detect.bug_types defaulted to the labeled type
+    # served: `bugdet serve --models PROJECT/packages` answers with the labeled bug type's score
+    from bugdet.imageio import read_rgb
+    from service.client import DetectionClient, SpawnedServer, raw_frame
+
+    with SpawnedServer(str(package.parent)) as server:  # PROJECT/packages
+        client = DetectionClient(server.address)
+        try:
+            (result,) = client.detect([raw_frame(read_rgb(shots / "test" / "frame_0000.png"), "f0")])
+        finally:
+            client.close()
+    assert result.id == "f0" and [s.bug_type for s in result.scores] == ["missing_texture"]
+    assert 0.0 <= result.scores[0].score <= 1.0
     # No labeled validation split: training holds out labeled frames by capture/episode and says so.
     held = ok("train", "-p", p, "--run", "noval", "--set", "detect.val_split=none", *tiny)
     assert "note: validation split 'none' holds no labels or ground truth: holding out" in held and "by episode" in held
