@@ -7,7 +7,7 @@ and leaves a project directory to look at. Each step is the same library call th
 
   record   three playtest captures: train (unlabeled pool), val, and a held-out test level
   ingest   into the project's manifest
-  segment  train frames with the default OpenCV grid backend
+  segment  a sample of 12 train frames spread over the capture, with the default OpenCV grid backend
   embed    mask crops with CLIP, cluster them in FAISS, write the mask bank and its summary
   label    a simulated tester labels 10 FPPC frames and 30 good frames
   augment  an FPPC objective sample sheet (over vs behind the weapon)
@@ -44,6 +44,8 @@ DEMO_OVERRIDES = [
 ]
 
 MODEL_NAME = "fppc-demo"
+#: Train frames the demo segments (evenly spread; the mask bank needs no more, and it keeps the demo fast).
+SEGMENT_SAMPLE = 12
 
 #: (split, scene, seed, frames, prevalence): seeds follow the playtest world's split rule.
 CAPTURES = [
@@ -89,8 +91,11 @@ def run_demo(root: Path, progress: Progress | None = None, serve: bool = True) -
         report = ingest(project, [capture], progress=progress)
         step(f"record + ingest {capture.name}: {report.frames_added} new frames")
 
-    seg = segment_project(project, backend="opencv", split="train", limit=12, progress=progress)
-    step(f"segment (OpenCV grid): {seg.masks_added} masks from {seg.frames_segmented} frames")
+    seg = segment_project(project, backend="opencv", split="train", sample=SEGMENT_SAMPLE, progress=progress)
+    n_train = sum(1 for _ in iter_frames(project.connect(), split="train"))
+    step(f"segment (OpenCV grid): a sample of {seg.frames_considered} of the {n_train} train frames, spread evenly over "
+         f"the capture (enough masks for the demo's bank; `bugdet segment --sample N` picks the same way): "
+         f"{seg.masks_added} new masks from {seg.frames_segmented} frames")
     emb = embed_masks(project, build_embedder(project), progress=progress)
     step(f"embed: {emb.describe()}")
     clustering = run_clustering(project, progress=progress)

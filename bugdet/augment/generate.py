@@ -36,6 +36,33 @@ def usable_targets(objective: Objective, targets: Sequence[TargetFrame]) -> list
             and np.count_nonzero(t.weapon_mask) >= max(1, fraction * t.weapon_mask.size)]
 
 
+#: What to do when no target frame shows a weapon, per weapon source (one line each).
+WEAPON_FIXES = {
+    "engine": "these captures carry no engine weapon masks (aux.weapon_mask): set augment.weapon_source=auto, or "
+              "save one weapon mask with `bugdet prompt --frame FRAME --box X0,Y0,X1,Y1 --save --role weapon` and set "
+              "augment.weapon_source=prompt",
+    "auto": "no screen-anchored viewmodel was found in the train frames: save one weapon mask with `bugdet prompt "
+            "--frame FRAME --box X0,Y0,X1,Y1 --save --role weapon` and set augment.weapon_source=prompt",
+    "prompt": "the saved weapon prompt did not propagate to any frame: save a prompt on a frame of each capture "
+              "(`bugdet prompt ... --save --role weapon`)",
+}
+
+
+def require_usable_targets(objective: Objective, targets: Sequence[TargetFrame], weapon_source: str) -> list[TargetFrame]:
+    """:func:`usable_targets`, or a one-line error with the fix when there are none.
+
+    An objective that needs the weapon (FPPC) must never run on empty weapon masks: it would
+    paint "over the gun" where there is no gun and teach the detector nothing true."""
+    usable = usable_targets(objective, targets)
+    if usable or not targets:
+        return usable
+    if objective.needs_weapon:
+        raise InputError(f"{objective.bug_type}: none of {len(targets)} target frames has a weapon mask "
+                         f"(augment.weapon_source={weapon_source}); {WEAPON_FIXES.get(weapon_source, '')}; "
+                         f"or leave {objective.bug_type} out of detect.bug_types")
+    raise InputError(f"{objective.bug_type}: none of {len(targets)} target frames is usable")
+
+
 def draw_pair(
     objective: Objective,
     targets: Sequence[TargetFrame],
@@ -112,10 +139,9 @@ def write_samples(
         # estimated weapon masks can miss the gun's rim by a pixel: keep it out of the negative's paste
         params.setdefault("weapon_margin_px", 1)
     objective = build_objective(bug_type, **params)
-    targets = usable_targets(objective, load_targets(project, frame_ids, source_name))
+    targets = require_usable_targets(objective, load_targets(project, frame_ids, source_name), source_name)
     if not targets:
-        hint = " with a visible weapon (check --weapon-source)" if objective.needs_weapon else ""
-        raise InputError(f"{bug_type}: no target frames{hint} in {project.root}")
+        raise InputError(f"{bug_type}: no target frames in the train split of {project.root}")
     sources: list[SourceMask] = []
     origin = "none"
     if objective.needs_sources:

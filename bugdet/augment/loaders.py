@@ -23,7 +23,7 @@ from bugdet.errors import InputError
 from bugdet.imageio import read_mask, read_rgb
 from bugdet.project import Project
 from bugdet.segment.masks import MaskRecord, iter_masks, mask_bbox, rle_decode, rle_encode
-from bugdet.store.frames import FrameRow, iter_frames
+from bugdet.store.frames import FrameRow, iter_frames, training_frames
 
 log = logging.getLogger("bugdet.augment")
 
@@ -39,7 +39,11 @@ def _select_frames(
 ) -> list[FrameRow]:
     conn = project.connect()
     try:
-        rows = list(iter_frames(conn, split=split))
+        if split is None and frame_ids is None:
+            # no explicit choice: train-split frames only, never validation or test (a leak)
+            rows = training_frames(conn, project.config.detect.train_split)
+        else:
+            rows = list(iter_frames(conn, split=split))
     finally:
         conn.close()
     if frame_ids is not None:
@@ -82,6 +86,9 @@ def load_targets(
     split: str | None = None,
 ) -> list[TargetFrame]:
     """Target frames (good or unlabeled; ``include_bugs`` adds known bug frames) with weapon masks.
+
+    Without ``frame_ids`` or ``split`` the targets are the train split's frames (see
+    :func:`bugdet.store.frames.training_frames`): validation and test frames are never drawn.
 
     ``weapon_source`` defaults to the project's ``augment.weapon_source``. A frame whose weapon
     cannot be found gets ``weapon_mask=None`` (engine: no stencil) or an empty mask (prompt/auto:
@@ -283,8 +290,19 @@ def load_sources(
     if mask_ids is not None:
         wanted = {int(i) for i in mask_ids}
         records = [r for r in records if r.id in wanted]
-    if frame_ids is not None:
-        frames_wanted = {int(i) for i in frame_ids}
+    conn = project.connect()
+    try:
+        rows = {r.id: r for r in iter_frames(conn)}
+        if frame_ids is not None:
+            frames_wanted = {int(i) for i in frame_ids}
+        elif mask_ids is None:
+            # the bank may hold masks of every split: paste sources come from train-split frames only
+            frames_wanted = {r.id for r in training_frames(conn, project.config.detect.train_split)}
+        else:
+            frames_wanted = None
+    finally:
+        conn.close()
+    if frames_wanted is not None:
         records = [r for r in records if r.frame_id in frames_wanted]
     records = [
         r for r in records
@@ -293,11 +311,6 @@ def load_sources(
     if len(records) > max_sources:
         pick = np.linspace(0, len(records) - 1, max_sources).round().astype(int)
         records = [records[i] for i in pick]
-    conn = project.connect()
-    try:
-        rows = {r.id: r for r in iter_frames(conn)}
-    finally:
-        conn.close()
     prompts = prompt_weapon_masks(project)
     by_frame: dict[int, list[MaskRecord]] = defaultdict(list)
     for r in records:

@@ -13,6 +13,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "bugdet.bench.segment.command",
     "bugdet.bench.playtest",
     "bugdet.bench.pipeline",
+    "bugdet.bench.footage",
     "bugdet.bench.scale",
     "bugdet.bench.augment",
     "bugdet.bench.quality.command",

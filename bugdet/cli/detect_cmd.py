@@ -12,12 +12,24 @@ from bugdet.cli.common import ProjectOption, SetOption, console, open_project
 from bugdet.errors import InputError
 
 
+label_app = typer.Typer(
+    help="Record frame labels: a tester's judgement, a labels file (import/export), or a simulated budget.",
+    no_args_is_help=False,
+)
+
+FrameOption = typer.Option(
+    None, "--frame", help="Frame to judge: its ingested file path or name, content sha256, or id (repeatable)."
+)
+
+
+@label_app.callback(invoke_without_command=True)
 def label(
+    ctx: typer.Context,
     project_dir: Path = ProjectOption,
-    frame: Optional[List[int]] = typer.Option(None, "--frame", help="Frame id to judge (repeatable)."),
+    frame: Optional[List[str]] = FrameOption,
     bug: Optional[str] = typer.Option(None, "--bug", help="The frame shows this bug type."),
     good: bool = typer.Option(False, "--good", help="The frame shows no bug."),
-    retract: bool = typer.Option(False, "--retract", help="Record a 'no' instead of a 'yes' (undo a judgement)."),
+    retract: bool = typer.Option(False, "--retract", help="Remove this judgement (the frame is unlabeled again; history is kept)."),
     who: str = typer.Option("", "--who", help="Who judged (kept with the label)."),
     from_ground_truth: bool = typer.Option(
         False, "--from-ground-truth", help="Simulate a tester: label K bug frames per type and N good frames drawn from ground truth."
@@ -28,15 +40,22 @@ def label(
     split: str = typer.Option("train", "--split", help="Split the simulated tester labels from."),
     overrides: Optional[List[str]] = SetOption,
 ) -> None:
-    """Record frame labels: a tester's judgement, or a simulated low-label budget from ground truth."""
-    from bugdet.store.frames import get_frame, iter_frames
-    from bugdet.store.labels import GOOD, record_labels, sample_labels_from_ground_truth
+    """Record frame labels (--frame with --bug/--good), or `label import FILE` / `label export FILE`."""
+    from bugdet.detect.bug_types import effective_bug_types, known_bug_types
+    from bugdet.store.database import transaction
+    from bugdet.store.frames import iter_frames
+    from bugdet.store.labels import GOOD, ensure_labels_schema, insert_labels, record_labels, retract_labels, \
+        sample_labels_from_ground_truth
+    from bugdet.store.resolve import resolve_frames
 
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = {"project_dir": project_dir, "overrides": overrides}
+        return
     project = open_project(project_dir, overrides)
     conn = project.connect()
     if from_ground_truth:
         frames = list(iter_frames(conn, split=split))
-        rows = sample_labels_from_ground_truth(frames, project.config.detect.bug_types, bugs_per_type, good_frames, seed)
+        rows = sample_labels_from_ground_truth(frames, effective_bug_types(project), bugs_per_type, good_frames, seed)
         if not rows:
             raise InputError(f"no frames with ground truth in split {split!r}")
         record_labels(conn, rows, who=who or "simulated-tester", source="groundtruth-sample")
@@ -44,17 +63,76 @@ def label(
         console.print(f"labeled {n_bug} bug frames and {len(rows) - n_bug} good frames from ground truth (split {split})")
         return
     if not frame:
-        raise InputError("give --frame ID (with --bug TYPE or --good), or --from-ground-truth")
+        raise InputError("give --frame FRAME (with --bug TYPE or --good), `bugdet label import FILE`, or --from-ground-truth")
     if (bug is None) == (not good):
         raise InputError("give exactly one of --bug TYPE or --good")
     kind = GOOD if good else bug
-    if kind != GOOD and kind not in project.config.detect.bug_types:
-        raise InputError(f"--bug {kind}: not one of detect.bug_types ({', '.join(project.config.detect.bug_types)})")
-    for fid in frame:
-        if get_frame(conn, fid) is None:
-            raise InputError(f"--frame {fid}: no such frame in {project.root}")
-    record_labels(conn, [(fid, kind, 0 if retract else 1) for fid in frame], who=who, source="cli")
-    console.print(f"recorded {len(frame)} judgement(s): {kind}{' (retracted)' if retract else ''}")
+    known = known_bug_types(project, conn)
+    if kind != GOOD and kind not in known:
+        raise InputError(f"--bug {kind}: unknown bug type (known: {', '.join(known)}; add yours to detect.bug_types)")
+    ids = [f.id for f in resolve_frames(conn, frame)]
+    ensure_labels_schema(conn)
+    with transaction(conn):
+        if retract:
+            n = retract_labels(conn, [(fid, kind) for fid in ids], who=who, source="cli")
+        else:
+            n = len(insert_labels(conn, [(fid, kind, 1) for fid in ids], who=who, source="cli"))
+    if retract:
+        console.print(f"removed {n} {kind} label(s) ({len(ids) - n} of the frames had none)")
+    else:
+        console.print(f"recorded {n} judgement(s): {kind}")
+
+
+def _subcommand_project(ctx: typer.Context, project_dir: Optional[Path], overrides: Optional[List[str]]):
+    """``-p``/``--set`` may come before the subcommand (``label -p DIR import F``) or after it."""
+    parent = ctx.obj or {}
+    root = project_dir or parent.get("project_dir") or Path(".")
+    return open_project(root, [*(parent.get("overrides") or []), *(overrides or [])])
+
+
+SubProjectOption = typer.Option(None, "--project", "-p", help="Project directory (holds bugdet.yaml).")
+
+
+@label_app.command("import")
+def label_import(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="Labels file: CSV with columns frame,label[,split][,box], or JSON lines (.jsonl)."),
+    project_dir: Optional[Path] = SubProjectOption,
+    who: str = typer.Option("", "--who", help="Who labeled (kept with every label)."),
+    overrides: Optional[List[str]] = SetOption,
+) -> None:
+    """Import a labels file, all-or-nothing: one bad row and nothing is written (docs/own-game.md)."""
+    from bugdet.detect.bug_types import known_bug_types
+    from bugdet.store.labels_io import import_labels
+
+    project = _subcommand_project(ctx, project_dir, overrides)
+    conn = project.connect()
+    try:
+        report = import_labels(conn, file, known_bug_types(project, conn), who=who or "import")
+    finally:
+        conn.close()
+    console.print(f"{file}: {report.describe()}", markup=False)
+
+
+@label_app.command("export")
+def label_export(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="Where to write: .csv, or .jsonl for JSON lines."),
+    project_dir: Optional[Path] = SubProjectOption,
+    overrides: Optional[List[str]] = SetOption,
+) -> None:
+    """Write the project's standing labels in the import format (importing it back changes nothing)."""
+    from bugdet.store.labels_io import export_rows, write_label_file
+
+    project = _subcommand_project(ctx, project_dir, overrides)
+    conn = project.connect()
+    try:
+        rows, skipped_no = export_rows(conn)
+    finally:
+        conn.close()
+    n = write_label_file(file, rows)
+    note = f" ({skipped_no} 'not this bug type' judgements have no place in the format and were left out)" if skipped_no else ""
+    console.print(f"wrote {n} labels to {file}{note}", markup=False)
 
 
 def train(
@@ -78,7 +156,8 @@ def train(
         flags.append(f"detect.bug_types={json.dumps([b.strip() for b in bugs.split(',') if b.strip()])}")
     project = open_project(project_dir, flags)
     with rich_progress(console) as bar:
-        trained = train_project(project, run_name=run, progress=bar)
+        trained = train_project(project, run_name=run, progress=bar,
+                                notify=lambda line: console.print(f"note: {line}", markup=False))
     r = trained.result
     console.print(f"best epoch {r.best_epoch} (validation PR-AUC {r.best_score:.3f})")
     for t, thr in r.thresholds.items():
@@ -115,6 +194,6 @@ def evaluate(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("label")(label)
+    app.add_typer(label_app, name="label")
     app.command("train")(train)
     app.command("evaluate")(evaluate)

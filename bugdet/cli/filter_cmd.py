@@ -22,6 +22,9 @@ def embed(
     masks: bool = typer.Option(True, "--masks/--no-masks", help="Embed mask crops (for filtering)."),
     frames: bool = typer.Option(False, "--frames/--no-frames", help="Also embed whole frames (for weak labels)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="torch or onnx (filter.embed.backend)."),
+    sample: Optional[int] = typer.Option(
+        None, "--sample", min=1, help="Only the masks (and frames) of N frames spread evenly over captures and time."
+    ),
     overrides: Optional[List[str]] = SetOption,
 ) -> None:
     """Embed every mask crop (and optionally frame) not embedded yet with the configured CLIP model."""
@@ -33,8 +36,8 @@ def embed(
     embedder = build_embedder(project)
     _warn_unpretrained(embedder.label, embedder.pretrained)
     with rich_progress(console) as bar:
-        reports = ([embed_masks(project, embedder, bar)] if masks else []) + \
-                  ([embed_frames(project, embedder, bar)] if frames else [])
+        reports = ([embed_masks(project, embedder, bar, sample=sample)] if masks else []) + \
+                  ([embed_frames(project, embedder, bar, sample=sample)] if frames else [])
     for report in reports:
         console.print(report.describe())
 

@@ -28,6 +28,8 @@ def ingest(
 ) -> None:
     """Ingest captures. Re-ingesting a capture adds nothing; an interrupted ingest resumes."""
     from bugdet.ingest.ingester import ingest as run_ingest
+    from rich.markup import escape
+
     from bugdet.progress import rich_progress
 
     flags = list(overrides or [])
@@ -47,6 +49,10 @@ def ingest(
         console.print(line)
         for problem in src.problems:
             console.print(f"  [yellow]warning:[/] {problem}")
+        if src.split_conflicts:
+            console.print(
+                f"  [yellow]warning:[/] {src.split_conflicts} frames are identical to frames already stored in another "
+                f"split and keep their first split (e.g. {escape(', '.join(src.split_conflict_examples))})")
     if json_out is not None:
         json_out.write_text(json.dumps(report.to_dict(), indent=1))
     console.print(f"{report.frames_added} frames added to {project.root}")

@@ -20,7 +20,10 @@ def segment(
     project_dir: Path = ProjectOption,
     backend: Optional[str] = BackendOption,
     split: Optional[str] = typer.Option(None, "--split", help="Only frames of this split (train/val/test)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Segment at most N new frames this run."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Segment at most N new frames this run (in ingest order)."),
+    sample: Optional[int] = typer.Option(
+        None, "--sample", min=1, help="Segment N frames spread evenly over captures and time (a fixed sample: rerun adds nothing)."
+    ),
     redo: bool = typer.Option(False, "--redo", help="Replace the masks of frames already segmented by this backend."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the run report as JSON here."),
     overrides: Optional[List[str]] = SetOption,
@@ -34,12 +37,15 @@ def segment(
         flags.append(f"segment.backend={backend}")
     project = open_project(project_dir, flags)
     with rich_progress(console) as bar:
-        report = segment_project(project, redo=redo, split=split, limit=limit, progress=bar)
+        report = segment_project(project, redo=redo, split=split, limit=limit, sample=sample, progress=bar)
     for problem in report.problems:
         console.print(f"[yellow]warning:[/] {problem}")
     if json_out is not None:
         json_out.write_text(json.dumps(report.to_dict(), indent=1))
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items())) or "nothing new"
+    if sample is not None:
+        console.print(f"sample: {report.frames_considered} frames spread over captures and time"
+                      f"{f' of split {split}' if split else ''}", markup=False)
     console.print(
         f"{report.frames_segmented} frames segmented ({report.frames_skipped} already done): "
         f"{report.masks_added} automatic ({report.backend}) masks, {report.engine_masks_added} engine masks "
@@ -60,7 +66,7 @@ def _parse_numbers(text: str, count: int, what: str) -> list[float]:
 
 
 def prompt(
-    frame_id: int = typer.Option(..., "--frame", "-f", help="Frame id (see `bugdet status` / the frames table)."),
+    frame_ref: str = typer.Option(..., "--frame", "-f", help="Frame: its ingested file path or name, content sha256, or id."),
     points: Optional[List[str]] = typer.Option(None, "--point", help="Positive point X,Y on the object (repeatable)."),
     negatives: Optional[List[str]] = typer.Option(None, "--neg", help="Negative point X,Y on background to exclude (repeatable)."),
     box: Optional[str] = typer.Option(None, "--box", help="Box X0,Y0,X1,Y1 around the object."),
@@ -85,7 +91,7 @@ def prompt(
     from bugdet.segment.id_prompts import frame_predictor
     from bugdet.segment.prompts import check_role_mask, is_frame_filling, make_prompt
     from bugdet.segment.store import save_prompt_mask
-    from bugdet.store.frames import get_frame
+    from bugdet.store.resolve import resolve_frames
 
     if role and not save:
         raise InputError("--role only applies to a saved mask: add --save")
@@ -98,9 +104,8 @@ def prompt(
 
     conn = project.connect()
     try:
-        frame = get_frame(conn, frame_id)
-        if frame is None:
-            raise InputError(f"frame {frame_id}: no such frame in {project.root}")
+        frame = resolve_frames(conn, [frame_ref])[0]
+        frame_id = frame.id
         rgb = read_rgb(project.root / frame.path)
         device = resolve_torch_device(project.config.device) if name == "sam" else "cpu"
         predictor = frame_predictor(project, frame, rgb, backend, device)  # ID-map clicks where the frame has one

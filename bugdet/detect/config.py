@@ -15,8 +15,9 @@ class DetectConfig(Section):
         "every bug type shows on the viewmodel (fppc), else compact_cnn (the whole frame).",
     )
     bug_types: list[str] = Field(
-        default_factory=lambda: ["fppc"],
-        description="Bug types the detector has a head for; each needs an objective or labels.",
+        default_factory=list,
+        description="Bug types the detector has a head for; each needs an objective or labels. Empty: the bug types "
+        "the project's labels hold (else its ground truth's).",
     )
     mode: Literal["supervised", "objective", "pretrain_finetune", "multitask"] = Field(
         "pretrain_finetune",

@@ -12,11 +12,14 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
+from bugdet.detect.bug_types import with_effective_bug_types
 from bugdet.detect.config import DetectConfig
 from bugdet.detect.data import LabeledFrame, ObjectiveSampler
 from bugdet.detect.evaluate import Evaluation, evaluate_frames
 from bugdet.detect.frames import frames_with_ground_truth, frames_with_labels, load_images
+from bugdet.detect.holdout import Holdout, hold_out
 from bugdet.detect.model import BugDetector, create_detector, load_checkpoint, save_checkpoint
 from bugdet.detect.train import TrainResult, TrainSettings, Trainer, plan_phases
 from bugdet.device import resolve_torch_device
@@ -43,9 +46,12 @@ def validation_frames(project: Project, cfg: DetectConfig, size: tuple[int, int]
     return frames or frames_with_labels(project, cfg.bug_types, size, split=cfg.val_split)
 
 
-def objective_sampler(project: Project, cfg: DetectConfig, size: tuple[int, int], good_only: bool) -> ObjectiveSampler:
-    """Objectives for every configured bug type that has one, on train-split targets."""
+def objective_sampler(project: Project, cfg: DetectConfig, size: tuple[int, int], good_only: bool,
+                      exclude_ids: set[int] = frozenset()) -> ObjectiveSampler:
+    """Objectives for every configured bug type that has one, on train-split targets (less
+    ``exclude_ids``: frames held out for validation)."""
     from bugdet.augment import OBJECTIVES, build_objective
+    from bugdet.augment.generate import require_usable_targets
     from bugdet.augment.loaders import load_sources, load_targets
 
     types = [t for t in cfg.bug_types if t in OBJECTIVES]
@@ -53,7 +59,7 @@ def objective_sampler(project: Project, cfg: DetectConfig, size: tuple[int, int]
         raise InputError(f"none of detect.bug_types ({', '.join(cfg.bug_types)}) has an objective ({', '.join(OBJECTIVES)})")
     conn = project.connect()
     judged = current_labels(conn)
-    train_rows = list(iter_frames(conn, split=cfg.train_split))
+    train_rows = [f for f in iter_frames(conn, split=cfg.train_split) if f.id not in exclude_ids]
     if good_only:
         ids = [f.id for f in train_rows if judged.get(f.id, {}).get(GOOD) == 1]
         if not ids:
@@ -67,6 +73,8 @@ def objective_sampler(project: Project, cfg: DetectConfig, size: tuple[int, int]
     targets = load_targets(project, frame_ids=ids, weapon_source=augment.weapon_source)
     sources = load_sources(project)
     objectives = [build_objective(t, **augment.objectives.get(t, {})) for t in types]
+    for objective in objectives:  # FPPC with no findable weapon is an error with its fix, never silent
+        require_usable_targets(objective, targets, augment.weapon_source)
     # Unlabeled train frames double as "no bug" examples (see ObjectiveSampler); frames a tester
     # labeled as a bug are left out.
     unlabeled_rows = [f for f in train_rows if not any(v == 1 for k, v in judged.get(f.id, {}).items() if k != GOOD)]
@@ -81,9 +89,29 @@ class TrainedRun:
     result: TrainResult
     run_dir: Path
     checkpoint: Path
+    holdout_note: str | None = None  # set when validation frames were held out of the train split
 
 
-def train_project(project: Project, run_name: str | None = None, progress: Progress | None = None) -> TrainedRun:
+def holdout_from_train(project: Project, cfg: DetectConfig, size: tuple[int, int],
+                       labeled: list[LabeledFrame]) -> Holdout | None:
+    """Validation frames held out of the train split's labels by capture or episode (see
+    :mod:`bugdet.detect.holdout`), for a project whose validation split judges nothing."""
+    labeled = labeled or frames_with_labels(project, cfg.bug_types, size, split=cfg.train_split)
+    if not labeled:
+        return None
+    conn = project.connect()
+    try:
+        rows = list(iter_frames(conn, split=cfg.train_split))
+    finally:
+        conn.close()
+    return hold_out(labeled, rows, rows, seed=cfg.seed)
+
+
+def train_project(project: Project, run_name: str | None = None, progress: Progress | None = None,
+                  notify: Callable[[str], None] | None = None) -> TrainedRun:
+    """Train the project's detector; ``notify`` hears decisions a user should know before the
+    long part starts (validation frames held out of the train split)."""
+    project = with_effective_bug_types(project)
     cfg = project.config.detect
     device = resolve_torch_device(project.config.device)
     run_name = run_name or f"{cfg.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -96,11 +124,21 @@ def train_project(project: Project, run_name: str | None = None, progress: Progr
     if any(p.labeled for p in phases):
         labeled = frames_with_labels(project, cfg.bug_types, size, split=cfg.train_split)
         if not any(f.is_bug for f in labeled):
-            raise InputError(f"mode {cfg.mode} needs labeled bug frames in split {cfg.train_split!r} (bugdet label)")
+            raise InputError(f"mode {cfg.mode} needs labeled bug frames in split {cfg.train_split!r} (bugdet label; "
+                             "ingest with --split train, or give a split column in the labels file)")
+    val = validation_frames(project, cfg, size)
+    holdout = None
+    if not val and cfg.val_split != cfg.train_split:
+        holdout = holdout_from_train(project, cfg, size, labeled)
+        if holdout is not None:
+            val = holdout.val
+            labeled = holdout.train if labeled else []
+            if notify is not None:
+                notify(holdout.describe(cfg.val_split))
     sampler = None
     if any(p.objective for p in phases):
-        sampler = objective_sampler(project, cfg, size, good_only=cfg.mode == "objective")
-    val = validation_frames(project, cfg, size)
+        sampler = objective_sampler(project, cfg, size, good_only=cfg.mode == "objective",
+                                    exclude_ids=holdout.excluded_frame_ids if holdout else frozenset())
     trainer = Trainer(detector, settings, labeled=labeled, objective=sampler, val=val, run_dir=run_dir, progress=progress)
     result = trainer.fit()
     summary = {
@@ -109,6 +147,7 @@ def train_project(project: Project, run_name: str | None = None, progress: Progr
         "objective_targets": len(sampler.targets) if sampler else 0,
         "objective_sources": len(sampler.sources) if sampler else 0,
         "validation_frames": len(val),
+        "validation_source": holdout.describe(cfg.val_split) if holdout else f"split {cfg.val_split!r}",
         "pretrained_backbone": detector.pretrained,
     }
     checkpoint = run_dir / "detector.pt"
@@ -120,7 +159,7 @@ def train_project(project: Project, run_name: str | None = None, progress: Progr
         "checkpoint": str(checkpoint), "thresholds": result.thresholds, "calibrated": result.calibrated,
         "best_epoch": result.best_epoch, "best_val_pr_auc": result.best_score, "data": summary, "history": result.history,
     }, indent=1))
-    return TrainedRun(result, run_dir, checkpoint)
+    return TrainedRun(result, run_dir, checkpoint, holdout.describe(cfg.val_split) if holdout else None)
 
 
 def evaluate_project(project: Project, checkpoint: Path, split: str = "test") -> tuple[BugDetector, Evaluation]:

@@ -7,7 +7,8 @@ embeddings and ONNX exports from different weights never mix.
 
 Weights come from exactly one place, chosen explicitly: a pretrained tag, a checkpoint file,
 ``local-dir:DIR``, or ``none``. An unreachable download is a :class:`BugdetError` telling the user
-their options; it never falls back to random weights on its own.
+their options, raised within seconds (the weights host is probed once, not retried for a minute);
+it never falls back to random weights on its own.
 """
 
 from __future__ import annotations
@@ -147,6 +148,74 @@ def _local_dir_arch(config_file: Path, fallback: str) -> str:
     return str(name) if name else f"local-dir:{fallback}"
 
 
+#: Seconds to wait for a weights host before calling it unreachable (a hub client offline
+#: otherwise retries for about a minute before it fails).
+REACH_TIMEOUT_S = 3.0
+OFFLINE_FIX = ("put a checkpoint file or local-dir:DIR in filter.embed.pretrained, or choose "
+               "pretrained: none for an unpretrained model")
+
+
+def _tag_weights_cached(cfg: dict[str, Any]) -> bool:
+    """Whether open_clip would find the tag's weights without the network."""
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return False
+        repo, filename = hub.rstrip("/").rsplit("/", 1) if not hub.endswith("/") else (hub.rstrip("/"), "")
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        return any(isinstance(try_to_load_from_cache(repo, name), str) for name in names)
+    url = cfg.get("url", "")
+    return bool(url) and (Path.home() / ".cache" / "clip" / Path(url).name).is_file()
+
+
+def _host_reachable(host: str, port: int = 443, timeout: float = REACH_TIMEOUT_S) -> bool:
+    """TCP connect to ``host``:``port`` within ``timeout`` seconds, DNS included (run in a thread, so a
+    resolver that hangs cannot hold the caller longer than the timeout)."""
+    import socket
+    import threading
+
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(result and result[0])
+
+
+def require_tag_weights_reachable(spec: ModelSpec) -> None:
+    """Fail at once, with the fix, when a pretrained tag's weights are neither cached nor
+    downloadable; never fall back to random weights on the user's behalf, never hang retrying."""
+    import os
+    from urllib.parse import urlparse
+
+    from open_clip.pretrained import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(spec.arch, spec.weights) or {}
+    if _tag_weights_cached(cfg):
+        return
+    offline = any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+                  for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    if cfg.get("url") and not cfg.get("hf_hub"):
+        where = urlparse(cfg["url"])
+    else:
+        from huggingface_hub import constants
+
+        where = urlparse(constants.ENDPOINT)  # HF_ENDPOINT when set (a mirror), else huggingface.co
+    host = where.hostname or "huggingface.co"
+    if offline or not _host_reachable(host, where.port or 443):
+        why = "offline mode is set" if offline else f"{host} is unreachable"
+        raise ConfigError(f"cannot load pretrained weights {spec.arch}/{spec.weights} (not cached, and {why}): {OFFLINE_FIX}")
+
+
 @functools.lru_cache(maxsize=2)
 def build_open_clip_model(spec: ModelSpec, device: str = "cpu") -> tuple[Any, Any]:
     """Build the open_clip model (eval mode) and its tokenizer for ``spec``.
@@ -160,6 +229,8 @@ def build_open_clip_model(spec: ModelSpec, device: str = "cpu") -> tuple[Any, An
     import torch
     import open_clip
 
+    if spec.source == "tag":
+        require_tag_weights_reachable(spec)
     if spec.source == "local-dir":
         name, pretrained = LOCAL_DIR_PREFIX + spec.weights, None
     else:
@@ -172,9 +243,7 @@ def build_open_clip_model(spec: ModelSpec, device: str = "cpu") -> tuple[Any, An
     except (RuntimeError, OSError, ValueError) as exc:
         if spec.source == "tag":
             raise ConfigError(
-                f"cannot load pretrained weights {spec.arch}/{spec.weights} (offline or not cached?): "
-                "put a checkpoint file or local-dir:DIR in filter.embed.pretrained, or choose "
-                "pretrained: none for an unpretrained model"
+                f"cannot load pretrained weights {spec.arch}/{spec.weights} (offline or not cached?): {OFFLINE_FIX}"
             ) from None
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"cannot load {spec.label}: {first_line[:300]}") from None

@@ -20,7 +20,7 @@ from bugdet.imageio import read_rgb
 from bugdet.progress import NullProgress, Progress
 from bugdet.project import Project
 from bugdet.segment.masks import MaskRecord, iter_masks, mask_crop
-from bugdet.store.frames import get_frame, iter_frames
+from bugdet.store.frames import get_frame, iter_frames, sample_evenly
 
 FLUSH_ROWS = 2048
 ONNX_CACHE = "embeddings/onnx"
@@ -143,12 +143,18 @@ def _embed_missing(project: Project, embedder: Embedder, kind: str, list_items, 
 
 
 def embed_masks(project: Project, embedder: Embedder, progress: Progress | None = None,
-                store_dtype: str | None = None) -> EmbedReport:
-    """Embed every mask that has no embedding under ``embedder.key`` yet."""
+                store_dtype: str | None = None, sample: int | None = None) -> EmbedReport:
+    """Embed every mask that has no embedding under ``embedder.key`` yet; with ``sample``, only
+    the masks of ``sample`` frames spread evenly over captures and time (see ``sample_evenly``)."""
     def masks(conn) -> list[MaskRecord]:
         # Role masks (e.g. a tester's weapon mask) annotate frames for compositing; they are not
         # content to filter. Empty masks have nothing to embed.
-        return [m for m in iter_masks(conn) if not m.meta.get("role") and m.area > 0]
+        found = [m for m in iter_masks(conn) if not m.meta.get("role") and m.area > 0]
+        if sample is not None:
+            with_masks = {m.frame_id for m in found}
+            keep = {f.id for f in sample_evenly([f for f in iter_frames(conn) if f.id in with_masks], sample)}
+            found = [m for m in found if m.frame_id in keep]
+        return found
 
     def crops(todo: list[MaskRecord]) -> Iterator[tuple[int, np.ndarray]]:
         return ((m.id, crop) for m, crop in _crops_by_frame(project, todo))
@@ -157,9 +163,14 @@ def embed_masks(project: Project, embedder: Embedder, progress: Progress | None 
 
 
 def embed_frames(project: Project, embedder: Embedder, progress: Progress | None = None,
-                 store_dtype: str | None = None) -> EmbedReport:
-    """Embed every whole frame that has no embedding yet (the weak-label stage's frame vectors)."""
+                 store_dtype: str | None = None, sample: int | None = None) -> EmbedReport:
+    """Embed every whole frame that has no embedding yet (the weak-label stage's frame vectors);
+    with ``sample``, ``sample`` frames spread evenly over captures and time."""
     def crops(todo: list) -> Iterator[tuple[int, np.ndarray]]:
         return ((f.id, read_rgb(project.root / f.path)) for f in todo)
 
-    return _embed_missing(project, embedder, "frame", lambda conn: list(iter_frames(conn)), crops, progress, store_dtype)
+    def frames(conn) -> list:
+        rows = list(iter_frames(conn))
+        return rows if sample is None else sample_evenly(rows, sample)
+
+    return _embed_missing(project, embedder, "frame", frames, crops, progress, store_dtype)

@@ -25,7 +25,9 @@ from bugdet.ingest.session_format import FrameEntry
 from bugdet.ingest.sources import CaptureSource, CapturedFrame, SessionSource, open_source
 from bugdet.progress import NullProgress, Progress
 from bugdet.project import Project
-from bugdet.store.frames import ensure_frames_schema, frame_exists, insert_frame
+from bugdet.store.frames import (
+    FILE_ABS_KEY, FILE_KEY, FrameRow, add_frame_alias, ensure_frames_schema, get_frame_by_sha, insert_frame,
+)
 
 
 @dataclass
@@ -37,6 +39,10 @@ class SourceReport:
     frames_added: int = 0
     frames_existing: int = 0
     near_duplicates: int = 0
+    #: Frames whose identical pixels were already stored in another split: they keep that first
+    #: split (the rule, see docs/own-game.md), and the report says how many and which.
+    split_conflicts: int = 0
+    split_conflict_examples: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
@@ -52,8 +58,17 @@ class IngestReport:
     def failed(self) -> list[SourceReport]:
         return [s for s in self.sources if s.status == "failed"]
 
+    @property
+    def split_conflicts(self) -> int:
+        return sum(s.split_conflicts for s in self.sources)
+
     def to_dict(self) -> dict:
-        return {"frames_added": self.frames_added, "sources": [asdict(s) for s in self.sources]}
+        return {"frames_added": self.frames_added, "split_conflicts": self.split_conflicts,
+                "sources": [asdict(s) for s in self.sources]}
+
+
+#: How many conflicting files a report names (the count is always complete).
+CONFLICT_EXAMPLES = 5
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
@@ -149,7 +164,7 @@ class Ingester:
                 if sampler.is_near_duplicate(frame.rgb):
                     continue
                 sampler.kept += 1
-                if self._store(frame, source, source_id):
+                if self._store(frame, source, source_id, rep):
                     rep.frames_added += 1
                     pending += 1
                 else:
@@ -164,9 +179,11 @@ class Ingester:
         self.conn.execute("COMMIT")
         rep.near_duplicates = sampler.near_duplicates
 
-    def _store(self, frame: CapturedFrame, source: CaptureSource, source_id: int) -> bool:
+    def _store(self, frame: CapturedFrame, source: CaptureSource, source_id: int, rep: SourceReport) -> bool:
         sha = pixel_sha256(frame.rgb)
-        if frame_exists(self.conn, sha):
+        existing = get_frame_by_sha(self.conn, sha)
+        if existing is not None:
+            self._note_duplicate(existing, frame, rep)
             return False
         rel = Path("frames") / sha[:2] / f"{sha}.png"
         dest = self.project.root / rel
@@ -184,7 +201,24 @@ class Ingester:
         }
         if frame.entry is not None and isinstance(source, SessionSource):
             row.update(self._session_fields(frame.entry, source, sha))
+        if frame.file is not None:
+            aux = json.loads(row.get("aux", "{}"))
+            aux[FILE_KEY] = Path(frame.file).as_posix()
+            aux[FILE_ABS_KEY] = Path(frame.file).resolve().as_posix()
+            row["aux"] = json.dumps(aux, sort_keys=True)
         return insert_frame(self.conn, row)
+
+    def _note_duplicate(self, existing: FrameRow, frame: CapturedFrame, rep: SourceReport) -> None:
+        """Identical pixels are one frame (content addressing). Rule: the frame keeps the split it
+        was first ingested into; a copy arriving for another split is counted and named in the
+        report, never moved silently, and its file becomes another name of the stored frame."""
+        if frame.file is not None:
+            add_frame_alias(self.conn, existing, Path(frame.file).resolve().as_posix())
+        if self.split and existing.split != self.split:
+            rep.split_conflicts += 1
+            if len(rep.split_conflict_examples) < CONFLICT_EXAMPLES:
+                name = Path(frame.file).as_posix() if frame.file is not None else f"frame {frame.index}"
+                rep.split_conflict_examples.append(f"{name} (kept in {existing.split or 'no split'})")
 
     def _session_fields(self, entry: FrameEntry, source: SessionSource, sha: str) -> dict:
         """Carry a session frame's metadata and ground truth in, copying its mask files."""

@@ -36,6 +36,7 @@ class CapturedFrame:
     timestamp: float  # seconds from the capture's start
     rgb: np.ndarray
     entry: FrameEntry | None = None  # capture-session metadata and ground truth, when there is any
+    file: Path | None = None  # the image file it was read from (folders, sessions): labels files name frames by it
 
 
 @dataclass
@@ -145,7 +146,7 @@ class FolderSource(CaptureSource):
             if bgr is None:
                 self.problems.append(f"{f}: unreadable image, skipped")
                 continue
-            yield CapturedFrame(index=index, timestamp=index / self.fps, rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            yield CapturedFrame(index=index, timestamp=index / self.fps, rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), file=f)
 
 
 class SessionSource(CaptureSource):
@@ -179,7 +180,8 @@ class SessionSource(CaptureSource):
             if bgr is None:
                 self.problems.append(f"{path}: unreadable frame {entry.index}, skipped")
                 continue
-            yield CapturedFrame(index=entry.index, timestamp=entry.time, rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), entry=entry)
+            yield CapturedFrame(index=entry.index, timestamp=entry.time, rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), entry=entry,
+                                file=path)
         self.problems.extend(self.reader.problems)
 
 

@@ -175,10 +175,11 @@ def step_objectives(ctx: StepContext) -> dict[str, Any]:
     bug type shows what they look like tonight."""
     from bugdet.augment import OBJECTIVES
     from bugdet.augment.generate import write_samples
+    from bugdet.detect.bug_types import effective_bug_types
     from bugdet.store.frames import iter_frames
 
     n = ctx.cfg.train.objective_samples
-    types = [t for t in ctx.project.config.detect.bug_types if t in OBJECTIVES]
+    types = [t for t in effective_bug_types(ctx.project) if t in OBJECTIVES]
     if n == 0 or not types:
         return {"sheets": {}, "bug_types": types}
     conn = ctx.project.connect()

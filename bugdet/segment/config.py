@@ -83,7 +83,11 @@ class SegmentConfig(Section):
     nms_iou_threshold: float = Field(
         0.7, gt=0, le=1, description="Of two automatic masks overlapping with at least this IoU keep the better one."
     )
-    max_masks_per_frame: int = Field(64, ge=1, description="Keep at most this many masks per frame (best first).")
+    max_masks_per_frame: int = Field(
+        16, ge=1,
+        description="Keep at most this many masks per frame, best first (quality x size: the largest stable regions). "
+        "Every mask is embedded later; 16 keeps embedding user footage affordable on a CPU.",
+    )
     commit_every: int = Field(
         8, ge=1, description="Frames per database transaction; an interrupted run redoes at most this many."
     )

@@ -29,7 +29,7 @@ from bugdet.segment.factory import AUTOMATIC_STORE_NAME, BuildContext, build_pre
 from bugdet.segment.masks import MaskRecord
 from bugdet.segment.store import candidate_records, ensure_segment_schema, replace_frame_masks, segmented_frame_ids
 from bugdet.store.database import transaction
-from bugdet.store.frames import FrameRow, iter_frames
+from bugdet.store.frames import FrameRow, iter_frames, sample_evenly
 
 ENGINE_STORE_NAME = "engine"
 
@@ -87,6 +87,7 @@ def segment_project(
     redo: bool = False,
     split: str | None = None,
     limit: int | None = None,
+    sample: int | None = None,
     frame_ids: Iterable[int] | None = None,
     predictor: Predictor | None = None,
     progress: Progress | None = None,
@@ -95,6 +96,8 @@ def segment_project(
 
     ``frame_ids`` restricts the work to those frames: a fixed set, so calling again segments
     nothing new (``limit`` instead takes the next frames not yet done, growing the set each call).
+    ``sample`` keeps ``sample`` frames spread evenly over captures and time (a fixed set too:
+    the same ``sample`` again adds nothing, a larger one adds frames between those done).
     ``predictor`` overrides the configured backend's predictor (the review app keeps one warm).
     Unreadable or uniform frames are recorded with their status and reported, never fatal.
     """
@@ -115,6 +118,8 @@ def segment_project(
         if frame_ids is not None:
             wanted = {int(i) for i in frame_ids}
             frames = [f for f in frames if f.id in wanted]
+        if sample is not None:
+            frames = sample_evenly(frames, sample)
         report.frames_considered = len(frames)
         todo = []
         for frame in frames:

@@ -12,7 +12,9 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
+
+import numpy as np
 
 from bugdet.store.database import ensure_schema, where_clause
 
@@ -148,6 +150,35 @@ def iter_frames(
         yield FrameRow.from_row(row)
 
 
+def get_frame_by_sha(conn: sqlite3.Connection, sha256: str) -> FrameRow | None:
+    row = conn.execute("SELECT * FROM frames WHERE sha256 = ?", (sha256,)).fetchone()
+    return FrameRow.from_row(row) if row else None
+
+
+#: ``aux`` keys naming the image files a frame was read from (see :mod:`bugdet.store.resolve`).
+FILE_KEY = "file"            # the path as given to ``bugdet ingest``
+FILE_ABS_KEY = "file_abs"    # the same, absolute
+ALSO_FILES_KEY = "also_files"  # other files with identical pixels, ingested later (content dedupe)
+#: A static scene (a menu, a loading screen) can repeat one image thousands of times: remember a few names.
+MAX_ALSO_FILES = 64
+
+
+def add_frame_alias(conn: sqlite3.Connection, frame: FrameRow, file: str) -> None:
+    """Remember that ``file`` holds the same pixels as ``frame`` (deduplicated at ingest), so a
+    labels file may name the frame by either file."""
+    known = {frame.aux.get(FILE_KEY), frame.aux.get(FILE_ABS_KEY), *frame.aux.get(ALSO_FILES_KEY, [])}
+    if file in known or len(frame.aux.get(ALSO_FILES_KEY, [])) >= MAX_ALSO_FILES:
+        return
+    aux = dict(frame.aux)
+    aux[ALSO_FILES_KEY] = [*aux.get(ALSO_FILES_KEY, []), file]
+    frame.aux = aux
+    conn.execute("UPDATE frames SET aux = ? WHERE id = ?", (json.dumps(aux, sort_keys=True), frame.id))
+
+
+def set_frame_split(conn: sqlite3.Connection, frame_ids: list[int], split: str) -> None:
+    conn.executemany("UPDATE frames SET split = ? WHERE id = ?", [(split, int(i)) for i in frame_ids])
+
+
 def get_frame(conn: sqlite3.Connection, frame_id: int) -> FrameRow | None:
     ensure_frames_schema(conn)
     row = conn.execute("SELECT * FROM frames WHERE id = ?", (frame_id,)).fetchone()
@@ -157,3 +188,49 @@ def get_frame(conn: sqlite3.Connection, frame_id: int) -> FrameRow | None:
 def count_frames(conn: sqlite3.Connection) -> int:
     ensure_frames_schema(conn)
     return conn.execute("SELECT COUNT(*) FROM frames").fetchone()[0]
+
+
+def training_frames(conn: sqlite3.Connection, train_split: str = "train") -> list[FrameRow]:
+    """The frames that may feed training (objective targets, paste sources, weak-label exemplars):
+    those of ``train_split``. A project whose frames carry no split at all holds nothing out, so
+    there every frame may; as soon as any frame has a split, only the train split's frames do, so
+    validation and test frames never leak into what the detector learns from."""
+    rows = list(iter_frames(conn))
+    if not any(r.split for r in rows):
+        return rows
+    return [r for r in rows if r.split == train_split]
+
+
+def sample_evenly(frames: Sequence[FrameRow], n: int) -> list[FrameRow]:
+    """``n`` frames spread evenly over captures and over time within each capture.
+
+    Each capture gets a share proportional to its length (every capture at least one while
+    ``n`` allows), taken at evenly spaced positions of its timeline, so a sample of a long
+    playtest sees its whole length and every capture, not the first minutes of the first one."""
+    if n >= len(frames):
+        return list(frames)
+    by_capture: dict[int, list[FrameRow]] = {}
+    for f in frames:
+        by_capture.setdefault(f.source_id, []).append(f)
+    captures = sorted(by_capture.values(), key=lambda c: (-len(c), c[0].id))
+    shares = [0] * len(captures)
+    if n >= len(captures):
+        shares = [1] * len(captures)
+    remaining = n - sum(shares)
+    if remaining > 0:  # largest remainder over the frames still available per capture
+        room = [len(c) - s for c, s in zip(captures, shares)]
+        total = sum(room)
+        exact = [remaining * r / total for r in room]
+        extra = [int(e) for e in exact]
+        for i in sorted(range(len(captures)), key=lambda i: exact[i] - extra[i], reverse=True)[: remaining - sum(extra)]:
+            extra[i] += 1
+        shares = [s + e for s, e in zip(shares, extra)]
+    else:
+        shares = [1 if i < n else 0 for i in range(len(captures))]
+    picked: list[FrameRow] = []
+    for capture, k in zip(captures, shares):
+        if k:
+            ordered = sorted(capture, key=lambda f: (f.source_index, f.id))
+            positions = np.linspace(0, len(ordered) - 1, k) if k > 1 else np.array([(len(ordered) - 1) / 2])
+            picked.extend(ordered[i] for i in sorted(set(positions.round().astype(int).tolist())))
+    return sorted(picked, key=lambda f: f.id)

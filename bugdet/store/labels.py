@@ -3,11 +3,13 @@
 These are the handful of real labels the method starts from and the confirmations testers add
 later (the review app's flag review writes here too). Rows are never updated: each judgement is
 a new row with who, when and where it came from, and the latest judgement of a (frame, type)
-wins, so history is kept and an undo is just another row.
+wins, so history is kept and an undo is just another row. A retraction row removes the
+judgement (the pair is unjudged again) while the rows before it stay as history.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from typing import Iterable, Sequence
@@ -33,6 +35,13 @@ SCHEMA = [
     );
     CREATE INDEX frame_labels_frame ON frame_labels(frame_id, bug_type);
     """,
+    # v2: ``box``, where the bug is (JSON [x0, y0, x1, y1] in pixels, from a labels file), and
+    # ``retracted`` = 1 for a row that removes the judgement while the rows before it stay as history.
+    # (No SQL comments here: SQLite keeps an added column's text in the table definition.)
+    """
+    ALTER TABLE frame_labels ADD COLUMN box TEXT;
+    ALTER TABLE frame_labels ADD COLUMN retracted INTEGER NOT NULL DEFAULT 0
+    """,
 ]
 
 
@@ -42,7 +51,7 @@ def ensure_labels_schema(conn: sqlite3.Connection) -> None:
 
 
 def insert_labels(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, int]], who: str = "",
-                  source: str = "") -> list[int]:
+                  source: str = "", boxes: Sequence[Sequence[int] | None] | None = None) -> list[int]:
     """Append judgements ``(frame_id, bug_type_or_good, 0/1)`` inside the caller's open transaction;
     their row ids, in order.
 
@@ -52,10 +61,12 @@ def insert_labels(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, int]]
     """
     require_transaction(conn, "insert_labels")
     now = time.time()
+    rows = list(rows)
+    boxes = list(boxes) if boxes is not None else [None] * len(rows)
     return [int(conn.execute(
-        "INSERT INTO frame_labels (frame_id, bug_type, label, who, source, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        (int(frame_id), bug_type, int(bool(label)), who, source, now),
-    ).lastrowid) for frame_id, bug_type, label in rows]
+        "INSERT INTO frame_labels (frame_id, bug_type, label, who, source, created_at, box) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (int(frame_id), bug_type, int(bool(label)), who, source, now, json.dumps(list(box)) if box else None),
+    ).lastrowid) for (frame_id, bug_type, label), box in zip(rows, boxes)]
 
 
 def record_labels(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, int]], who: str = "", source: str = "") -> int:
@@ -65,17 +76,46 @@ def record_labels(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, int]]
         return len(insert_labels(conn, rows, who=who, source=source))
 
 
-def current_labels(conn: sqlite3.Connection) -> dict[int, dict[str, int]]:
-    """Latest judgement per (frame, type): ``{frame_id: {bug_type_or_good: 0/1}}``."""
-    ensure_labels_schema(conn)
-    rows = conn.execute(
-        "SELECT frame_id, bug_type, label FROM frame_labels WHERE id IN "
-        "(SELECT MAX(id) FROM frame_labels GROUP BY frame_id, bug_type)"
+def retract_labels(conn: sqlite3.Connection, pairs: Iterable[tuple[int, str]], who: str = "", source: str = "") -> int:
+    """Remove the current judgement of each ``(frame_id, bug_type_or_good)`` inside the caller's
+    transaction; how many judgements were removed. A retraction is a row of its own (history
+    kept); the pair then has no judgement at all, as if never labeled, unlike a recorded "no"."""
+    require_transaction(conn, "retract_labels")
+    standing = {(r["frame_id"], r["bug_type"]) for r in _standing_rows(conn)}
+    todo = list(dict.fromkeys((int(f), t) for f, t in pairs if (int(f), t) in standing))
+    now = time.time()
+    conn.executemany(
+        "INSERT INTO frame_labels (frame_id, bug_type, label, who, source, created_at, retracted) VALUES (?, ?, 0, ?, ?, ?, 1)",
+        [(f, t, who, source, now) for f, t in todo],
     )
+    return len(todo)
+
+
+def current_label_rows(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    """The standing judgement rows (latest per frame and type, retractions dropped), by frame."""
+    ensure_labels_schema(conn)
+    return _standing_rows(conn)
+
+
+def _standing_rows(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    return list(conn.execute(
+        "SELECT id, frame_id, bug_type, label, box, who, source FROM frame_labels WHERE retracted = 0 AND id IN "
+        "(SELECT MAX(id) FROM frame_labels GROUP BY frame_id, bug_type) ORDER BY frame_id, bug_type"
+    ))
+
+
+def current_labels(conn: sqlite3.Connection) -> dict[int, dict[str, int]]:
+    """Latest judgement per (frame, type): ``{frame_id: {bug_type_or_good: 0/1}}``; a retracted
+    judgement is absent."""
     out: dict[int, dict[str, int]] = {}
-    for r in rows:
+    for r in current_label_rows(conn):
         out.setdefault(r["frame_id"], {})[r["bug_type"]] = r["label"]
     return out
+
+
+def labeled_bug_types(conn: sqlite3.Connection) -> list[str]:
+    """Bug types that at least one standing "yes" judgement names (sorted)."""
+    return sorted({r["bug_type"] for r in current_label_rows(conn) if r["bug_type"] != GOOD and r["label"] == 1})
 
 
 def label_vector(judgement: dict[str, int], bug_types: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

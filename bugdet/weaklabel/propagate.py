@@ -29,7 +29,7 @@ from bugdet.project import Project
 from bugdet.scale.ann import knn_search
 from bugdet.scale.config import IndexConfig
 from bugdet.store.database import ensure_schema, transaction
-from bugdet.store.frames import FrameRow, iter_frames
+from bugdet.store.frames import FrameRow, iter_frames, training_frames
 from bugdet.store.labels import GOOD, current_labels, sample_labels_from_ground_truth
 from bugdet.weaklabel.config import WeakLabelConfig
 
@@ -129,9 +129,11 @@ def exemplars_from_labels(project: Project) -> dict[int, str]:
     conn = project.connect()
     try:
         judgements = current_labels(conn)
+        allowed = {f.id for f in training_frames(conn, project.config.detect.train_split)}
     finally:
         conn.close()
-    out = {fid: frame_class(j) for fid, j in judgements.items()}
+    # validation/test labels judge the detector; they are never exemplars
+    out = {fid: frame_class(j) for fid, j in judgements.items() if fid in allowed}
     return {fid: c for fid, c in out.items() if c is not None}
 
 
@@ -140,7 +142,7 @@ def exemplars_from_ground_truth(project: Project, bug_types: list[str], bugs_per
     """Simulated tester: a few ground-truth frames per class (for evaluations; nothing is recorded)."""
     conn = project.connect()
     try:
-        frames = list(iter_frames(conn))
+        frames = training_frames(conn, project.config.detect.train_split)
     finally:
         conn.close()
     rows = sample_labels_from_ground_truth(frames, bug_types, bugs_per_type, good, seed)
