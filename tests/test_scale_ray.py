@@ -17,16 +17,16 @@ import pytest
 from bugdet.cluster.pipeline import run_clustering
 from bugdet.cluster.runs import run_members
 from bugdet.embed.histogram import ColourHistogramTestEmbedder
-from bugdet.embed.pipeline import build_embedder, embed_frames, embed_masks
+from bugdet.embed.pipeline import build_embedder
 from bugdet.embed.store import load_embeddings
 from bugdet.errors import BugdetError, InputError
 from bugdet.ingest.ingester import ingest
 from bugdet.playtest.recorder import record
 from bugdet.playtest.session import PlaytestSpec
 from bugdet.project import Project
+from bugdet.scale.dispatch import embed_frames, embed_masks, segment_project
 from bugdet.scale.ray_embed import chunk_by_frame, embedder_factory
 from bugdet.segment.masks import iter_masks
-from bugdet.segment.run import segment_project
 
 EMBED = ["filter.embed.model=ViT-S-32", "filter.embed.pretrained=none", "filter.embed.backend=torch",
          "filter.cluster.k=6", "segment.max_masks_per_frame=8", "segment.commit_every=2"]

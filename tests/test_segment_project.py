@@ -226,3 +226,18 @@ def test_bench_segment_writes_measurements(project: Project, tmp_path: Path):
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'masks'").fetchone() is None
     finally:
         conn.close()
+
+
+def test_a_stage_called_directly_refuses_a_scale_backend_it_was_not_given(project: Project) -> None:
+    """With ``scale.backend: ray`` the stage would otherwise run in process without a word; the
+    dispatch module (what the CLI calls) is the one place that passes the Ray runner."""
+    from bugdet.embed.histogram import ColourHistogramTestEmbedder
+    from bugdet.embed.pipeline import embed_masks
+    from bugdet.errors import ConfigError
+
+    on_ray = Project.open(project.root, ["scale.backend=ray"])
+    with pytest.raises(ConfigError, match="bugdet.scale.dispatch"):
+        segment_project(on_ray)
+    with pytest.raises(ConfigError, match="bugdet.scale.dispatch"):
+        embed_masks(on_ray, ColourHistogramTestEmbedder())
+    assert segment_project(project).frames_segmented == 4  # in process needs no runner

@@ -126,8 +126,9 @@ def embedding_stage(work: Path, min_masks: int) -> dict[str, Any]:
     """Real embedding in-process vs on Ray (same masks, same model); returns timings and the vectors."""
     import ray
 
-    from bugdet.embed.pipeline import build_embedder, embed_masks
+    from bugdet.embed.pipeline import build_embedder
     from bugdet.embed.store import load_embeddings
+    from bugdet.scale.dispatch import embed_masks
     from bugdet.project import Project
 
     project, masks = real_project(work, min_masks)

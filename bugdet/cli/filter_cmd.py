@@ -28,16 +28,17 @@ def embed(
     overrides: Optional[List[str]] = SetOption,
 ) -> None:
     """Embed every mask crop (and optionally frame) not embedded yet with the configured CLIP model."""
-    from bugdet.embed.pipeline import build_embedder, embed_frames, embed_masks
+    from bugdet.embed.pipeline import build_embedder
     from bugdet.progress import rich_progress
+    from bugdet.scale.dispatch import embed_frames, embed_masks
 
     flags = list(overrides or []) + ([f"filter.embed.backend={backend}"] if backend else [])
     project = open_project(project_dir, flags)
     embedder = build_embedder(project)
     _warn_unpretrained(embedder.label, embedder.pretrained)
     with rich_progress(console) as bar:
-        reports = ([embed_masks(project, embedder, bar, sample=sample)] if masks else []) + \
-                  ([embed_frames(project, embedder, bar, sample=sample)] if frames else [])
+        reports = ([embed_masks(project, embedder, progress=bar, sample=sample)] if masks else []) + \
+                  ([embed_frames(project, embedder, progress=bar, sample=sample)] if frames else [])
     for report in reports:
         console.print(report.describe())
 
@@ -151,7 +152,8 @@ def weaklabel(
 ) -> None:
     """Propagate a handful of labeled frames to every other frame by kNN vote on frame embeddings."""
     from bugdet.embed.models import resolve_model_spec
-    from bugdet.embed.pipeline import build_embedder, embed_frames
+    from bugdet.embed.pipeline import build_embedder
+    from bugdet.scale.dispatch import embed_frames
     from bugdet.store.frames import iter_frames
     from bugdet.weaklabel.propagate import exemplars_from_ground_truth, exemplars_from_labels, propagate_labels
 

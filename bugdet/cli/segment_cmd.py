@@ -30,7 +30,7 @@ def segment(
 ) -> None:
     """Cut every not-yet-segmented frame into candidate masks (re-running adds nothing twice)."""
     from bugdet.progress import rich_progress
-    from bugdet.segment.run import segment_project
+    from bugdet.scale.dispatch import segment_project
 
     flags = list(overrides or [])
     if backend is not None:

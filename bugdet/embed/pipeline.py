@@ -8,14 +8,14 @@ Masks are read frame by frame (each frame image is decoded once for all its mask
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from bugdet.embed.base import Embedder
 from bugdet.embed.config import EmbedConfig
 from bugdet.embed.store import embedded_ids, register_model, write_shard
-from bugdet.errors import BugdetError
+from bugdet.errors import BugdetError, ConfigError
 from bugdet.imageio import read_rgb
 from bugdet.progress import NullProgress, Progress
 from bugdet.project import Project
@@ -117,12 +117,21 @@ def _embed_stream(project: Project, embedder: Embedder, kind: str, items: Iterat
     return written
 
 
+#: Embeds elsewhere (e.g. on Ray actors) and writes through this module's store functions:
+#: ``(project, embedder, kind, todo, crops, store dtype, progress) -> rows written``.
+RemoteEmbedder = Callable[[Project, Embedder, str, list, Callable, str, Progress], int]
+
+
 def _embed_missing(project: Project, embedder: Embedder, kind: str, list_items, crops, progress: Progress | None,
-                   store_dtype: str | None) -> EmbedReport:
+                   store_dtype: str | None, remote: RemoteEmbedder | None) -> EmbedReport:
     """Embed the ``kind`` items (masks or frames) that have no embedding under ``embedder.key``.
 
     ``list_items(conn)`` lists the candidates (objects with ``.id``); ``crops(todo)`` yields
-    ``(id, rgb)`` for those still to embed."""
+    ``(id, rgb)`` for those still to embed. ``remote`` runs the model elsewhere: this stage does
+    not import the backends built on it; :mod:`bugdet.scale.dispatch` passes the configured one."""
+    if remote is None and project.config.scale.backend != "inprocess":
+        raise ConfigError(f"scale.backend is {project.config.scale.backend}: embed through "
+                          "bugdet.scale.dispatch (as the bugdet command does)")
     progress = progress or NullProgress()
     store_dtype = store_dtype or project.config.filter.embed.store_dtype
     conn = project.connect()
@@ -134,16 +143,16 @@ def _embed_missing(project: Project, embedder: Embedder, kind: str, list_items, 
         conn.close()
     todo = [item for item in items if item.id not in done]
     progress.start(f"embedding {len(todo)} {kind}s", len(todo))
-    if project.config.scale.backend == "ray":  # the same crops and model on Ray actors (bugdet.scale)
-        from bugdet.scale.ray_embed import embed_on_ray
-        written = embed_on_ray(project, embedder, kind, todo, crops, store_dtype, progress)
+    if remote is not None:
+        written = remote(project, embedder, kind, todo, crops, store_dtype, progress)
     else:
         written = _embed_stream(project, embedder, kind, crops(todo), store_dtype, progress)
     return EmbedReport(kind, embedder.key, embedder.label, embedder.pretrained, written, len(done), len(items))
 
 
 def embed_masks(project: Project, embedder: Embedder, progress: Progress | None = None,
-                store_dtype: str | None = None, sample: int | None = None) -> EmbedReport:
+                store_dtype: str | None = None, sample: int | None = None,
+                remote: RemoteEmbedder | None = None) -> EmbedReport:
     """Embed every mask that has no embedding under ``embedder.key`` yet; with ``sample``, only
     the masks of ``sample`` frames spread evenly over captures and time (see ``sample_evenly``)."""
     def masks(conn) -> list[MaskRecord]:
@@ -159,11 +168,12 @@ def embed_masks(project: Project, embedder: Embedder, progress: Progress | None 
     def crops(todo: list[MaskRecord]) -> Iterator[tuple[int, np.ndarray]]:
         return ((m.id, crop) for m, crop in _crops_by_frame(project, todo))
 
-    return _embed_missing(project, embedder, "mask", masks, crops, progress, store_dtype)
+    return _embed_missing(project, embedder, "mask", masks, crops, progress, store_dtype, remote)
 
 
 def embed_frames(project: Project, embedder: Embedder, progress: Progress | None = None,
-                 store_dtype: str | None = None, sample: int | None = None) -> EmbedReport:
+                 store_dtype: str | None = None, sample: int | None = None,
+                 remote: RemoteEmbedder | None = None) -> EmbedReport:
     """Embed every whole frame that has no embedding yet (the weak-label stage's frame vectors);
     with ``sample``, ``sample`` frames spread evenly over captures and time."""
     def crops(todo: list) -> Iterator[tuple[int, np.ndarray]]:
@@ -173,4 +183,4 @@ def embed_frames(project: Project, embedder: Embedder, progress: Progress | None
         rows = list(iter_frames(conn))
         return rows if sample is None else sample_evenly(rows, sample)
 
-    return _embed_missing(project, embedder, "frame", frames, crops, progress, store_dtype)
+    return _embed_missing(project, embedder, "frame", frames, crops, progress, store_dtype, remote)

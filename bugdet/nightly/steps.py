@@ -120,7 +120,7 @@ def step_check(ctx: StepContext) -> dict[str, Any]:
 
 
 def step_segment(ctx: StepContext) -> dict[str, Any]:
-    from bugdet.segment.run import segment_project
+    from bugdet.scale.dispatch import segment_project
 
     out = {}
     for split in ctx.cfg.segment.splits:
@@ -131,7 +131,8 @@ def step_segment(ctx: StepContext) -> dict[str, Any]:
 
 
 def step_embed(ctx: StepContext) -> dict[str, Any]:
-    from bugdet.embed.pipeline import build_embedder, embed_masks
+    from bugdet.embed.pipeline import build_embedder
+    from bugdet.scale.dispatch import embed_masks
 
     report = embed_masks(ctx.project, build_embedder(ctx.project), progress=ctx.progress)
     return {"embedded": report.embedded, "already": report.already, "total": report.total,

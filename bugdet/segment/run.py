@@ -12,12 +12,12 @@ import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import cv2
 import numpy as np
 
-from bugdet.errors import InputError
+from bugdet.errors import ConfigError, InputError
 from bugdet.imageio import read_ids, read_rgb
 from bugdet.progress import NullProgress, Progress
 from bugdet.project import Project
@@ -60,6 +60,12 @@ class SegmentReport:
         }
 
 
+#: Runs :func:`segment_project`'s per-frame work somewhere else and commits it, e.g. on Ray actors:
+#: ``(project, conn, todo, backend name, automatic store name, report, progress) -> report``, where
+#: ``todo`` holds ``(frame, needs automatic masks, needs engine masks)``.
+RemoteSegmenter = Callable[[Project, sqlite3.Connection, list, str, "str | None", SegmentReport, Progress], SegmentReport]
+
+
 @dataclass
 class _FrameResult:
     frame_id: int
@@ -91,6 +97,7 @@ def segment_project(
     frame_ids: Iterable[int] | None = None,
     predictor: Predictor | None = None,
     progress: Progress | None = None,
+    remote: RemoteSegmenter | None = None,
 ) -> SegmentReport:
     """Segment the project's frames that the chosen backend has not segmented yet.
 
@@ -99,6 +106,9 @@ def segment_project(
     ``sample`` keeps ``sample`` frames spread evenly over captures and time (a fixed set too:
     the same ``sample`` again adds nothing, a larger one adds frames between those done).
     ``predictor`` overrides the configured backend's predictor (the review app keeps one warm).
+    ``remote`` runs the per-frame work elsewhere (the Ray actors of ``bugdet.scale``): this stage
+    does not import the backends that build on it; :func:`bugdet.scale.dispatch.segment_project`
+    passes the configured one.
     Unreadable or uniform frames are recorded with their status and reported, never fatal.
     """
     started = time.perf_counter()
@@ -132,9 +142,11 @@ def segment_project(
             todo = todo[:limit]
         if not todo:
             return report
-        if predictor is None and project.config.scale.backend == "ray":  # model work on Ray actors (bugdet.scale)
-            from bugdet.scale.ray_segment import segment_on_ray
-            return segment_on_ray(project, conn, todo, name, auto_store, report, progress)
+        if predictor is None and remote is not None:
+            return remote(project, conn, todo, name, auto_store, report, progress)
+        if predictor is None and project.config.scale.backend != "inprocess":
+            raise ConfigError(f"scale.backend is {project.config.scale.backend}: segment through "
+                              "bugdet.scale.dispatch.segment_project (as the bugdet command does)")
 
         generator = None
         if any(needs_auto for _, needs_auto, _ in todo):
