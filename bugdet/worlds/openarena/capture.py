@@ -1,0 +1,313 @@
+"""Records one OpenArena capture session: bots play, a demo is replayed clean and per bug.
+
+1. **Play**: the game starts ``map`` with ``devmap`` (cheats on, so the replays may change
+   cheat-protected settings), the local client becomes a spectator following the first of
+   several bots, and the demo records what that bot sees; ``timescale`` speeds the match up.
+2. **Replay**: the demo is played back with ``video`` at a fixed frame rate once clean, once
+   without the gun (its difference is the weapon mask) and once per requested bug. Replays of
+   one demo render the same moments frame for frame.
+3. **Compose**: episodes of 2-6 consecutive bug frames are placed where the bug is visible
+   (:mod:`.bugs` thresholds) until the requested prevalence is met; bug frames show the bug
+   replay and carry the difference to the clean replay as mask; all other frames are clean.
+
+Everything runs in a temporary directory (one ``fs_homepath`` per run) removed at the end; the
+demo is kept in the session (``openarena/``) so a session can be re-rendered.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bugdet.errors import InputError
+from bugdet.ingest.session_format import BugTruth, FrameEntry, SessionInfo, SessionWriter
+from bugdet.playtest.seeding import stream
+from bugdet.progress import NullProgress, Progress
+from bugdet.worlds.openarena import assets
+from bugdet.worlds.openarena import bugs as oabugs
+from bugdet.worlds.openarena.avi import AviFrames
+from bugdet.worlds.openarena.engine import Engine, GameProcess, base_cvars, find_engine
+from bugdet.worlds.openarena.split import split_for_map
+
+BOTS = ("Sarge", "Grism", "Major", "Kyonshi", "Angelyss", "Gargoyle", "Penguin", "Tony", "Ayumi", "Merman")
+DEMO_NAME = "bugdet"
+SKIP_FRAMES = 4  # the first replayed frames can still show the demo starting
+FOV = 90.0  # the game's default cg_fov
+
+
+@dataclass
+class OpenArenaSpec:
+    map: str = "oa_dm1"
+    seed: int = 0
+    frames: int = 300
+    fps: float = 20.0
+    width: int = 320
+    height: int = 240
+    prevalence: float = 0.0
+    bugs: tuple[str, ...] = ()
+    bots: int = 3
+    bot_skill: int = 3
+    timescale: float = 4.0  # how much faster than real time the match is played for the demo
+
+    def validate(self, engine: Engine) -> None:
+        if self.frames < 1:
+            raise InputError("--frames must be at least 1")
+        if not (64 <= self.width <= 1920 and 48 <= self.height <= 1080):
+            raise InputError(f"resolution {self.width}x{self.height} out of range (64x48..1920x1080)")
+        if not 0.0 <= self.prevalence <= 0.5:
+            raise InputError(f"prevalence must be in [0, 0.5], got {self.prevalence}")
+        if self.prevalence > 0 and not self.bugs:
+            raise InputError("a prevalence above 0 needs at least one bug type (--bugs)")
+        if not 1 <= self.bots <= len(BOTS):
+            raise InputError(f"--bots must be in 1..{len(BOTS)}")
+        if not 1 <= self.fps <= 60:
+            raise InputError("--fps must be in 1..60")
+        if self.map not in assets.available_maps(str(engine.basepath)):
+            raise InputError(f"map {self.map!r} is not in the game data; e.g. oa_dm1 .. oa_dm7")
+
+
+@dataclass
+class _BugFrame:
+    image: np.ndarray
+    mask: np.ndarray
+    severity: float
+
+
+@dataclass
+class CaptureTimings:
+    play_s: float = 0.0
+    replay_s: dict[str, float] = field(default_factory=dict)
+    compose_s: float = 0.0
+
+    @property
+    def total_s(self) -> float:
+        return self.play_s + sum(self.replay_s.values()) + self.compose_s
+
+
+def session_id(spec: OpenArenaSpec) -> str:
+    return f"openarena-{spec.map}-{spec.seed}"
+
+
+class OpenArenaCapture:
+    """One session's play, replays and composition (see the module docstring)."""
+
+    def __init__(self, spec: OpenArenaSpec, engine: Engine | None = None, progress: Progress | None = None):
+        self.engine = engine or find_engine()
+        spec.validate(self.engine)
+        self.spec = spec
+        self.progress = progress or NullProgress()
+        self.timings = CaptureTimings()
+        self.rng = stream(spec.seed, "openarena")
+        self.bot_names = [BOTS[int(i)] for i in self.rng.choice(len(BOTS), size=spec.bots, replace=False)]
+        self.variants = {bug: oabugs.make_variant(bug, self.engine.basepath, spec.map, stream(spec.seed, f"bug-{bug}"))
+                         for bug in spec.bugs}
+
+    # -- 1. play ---------------------------------------------------------------------------
+    def play(self, work: Path) -> Path:
+        """Bots play the map while a demo of the first bot's view is recorded; returns the demo."""
+        spec = self.spec
+        home = work / "play"
+        game_seconds = (spec.frames + SKIP_FRAMES) / spec.fps + 2.0
+        args = base_cvars(home, 160, 120) + [
+            "+set", "sv_pure", "0", "+set", "bot_enable", "1", "+set", "g_gametype", "0",
+            "+set", "fraglimit", "0", "+set", "timelimit", "0", "+set", "com_maxfps", "25",
+            "+set", "g_synchronousClients", "1", "+devmap", spec.map,
+        ]
+        started = time.monotonic()
+        with GameProcess(self.engine, args, work / "play.log") as game:
+            game.wait_for(r"entered the game", 90)
+            game.send("team spectator")
+            for name in self.bot_names:
+                game.send(f"addbot {name} {spec.bot_skill}")
+            for _ in self.bot_names:
+                game.wait_for(r"entered the game", 60)
+            game.send("follow 1")
+            game.send(f"record {DEMO_NAME}")
+            game.wait_for(r"recording to demos/", 30)
+            game.send(f"timescale {spec.timescale}")
+            time.sleep(game_seconds / spec.timescale)
+            game.send("timescale 1")
+            game.send("stoprecord")
+            game.wait_for(r"Stopped demo", 30)
+            game.send("quit")
+            game.wait_exit(30)
+        demos = list((home / "baseoa" / "demos").glob(f"{DEMO_NAME}.dm_*"))
+        if not demos:
+            raise InputError(f"the game recorded no demo; see {work / 'play.log'}")
+        self.timings.play_s = time.monotonic() - started
+        return demos[0]
+
+    # -- 2. replay -------------------------------------------------------------------------
+    def replay(self, work: Path, demo: Path, variant: oabugs.Variant) -> AviFrames:
+        """Plays the demo back with ``variant`` and returns the frames it rendered."""
+        spec = self.spec
+        home = work / variant.name
+        (home / "baseoa" / "demos").mkdir(parents=True, exist_ok=True)
+        shutil.copy(demo, home / "baseoa" / "demos" / demo.name)
+        if variant.shaders:
+            assets.write_override_pk3(home, variant.shaders)
+        args = base_cvars(home, spec.width, spec.height) + [
+            "+set", "cl_aviFrameRate", f"{spec.fps:g}", "+set", "cl_aviMotionJpeg", "0", "+set", "nextdemo", "quit",
+            *variant.args(), "+demo", DEMO_NAME, "+video", variant.name,
+        ]
+        started = time.monotonic()
+        # llvmpipe renders 320x240 at ~50 fps here; allow 1 fps plus start-up before giving up
+        timeout = 60 + (spec.frames + SKIP_FRAMES) / spec.fps * spec.fps * (spec.width * spec.height / 76800)
+        with GameProcess(self.engine, args, work / f"{variant.name}.log") as game:
+            game.wait_exit(timeout)
+        self.timings.replay_s[variant.name] = time.monotonic() - started
+        path = home / "baseoa" / "videos" / f"{variant.name}.avi"
+        if not path.is_file():
+            raise InputError(f"the {variant.name} replay wrote no video; see {work / (variant.name + '.log')}")
+        video = AviFrames(path, spec.width, spec.height)
+        if len(video) < SKIP_FRAMES + spec.frames:
+            video.close()
+            raise InputError(f"the {variant.name} replay rendered {len(video)} frames, "
+                             f"{SKIP_FRAMES + spec.frames} needed; see {work / (variant.name + '.log')}")
+        return video
+
+    # -- 3. compose ------------------------------------------------------------------------
+    def _weapon_masks(self, clean: AviFrames, no_weapon: AviFrames) -> np.ndarray:
+        """Packed bool masks of the visible weapon, one per frame."""
+        masks = [np.packbits(oabugs.fill_holes(oabugs.diff_mask(clean[SKIP_FRAMES + i], no_weapon[SKIP_FRAMES + i])))
+                 for i in range(self.spec.frames)]
+        return np.stack(masks)
+
+    def _unpack(self, packed: np.ndarray) -> np.ndarray:
+        h, w = self.spec.height, self.spec.width
+        return np.unpackbits(packed, count=h * w).reshape(h, w).astype(bool)
+
+    def _episodes(self) -> list[tuple[str, int]]:
+        """(bug, length) episodes of 2-6 frames, bug types in turn, summing to the target."""
+        spec = self.spec
+        target = int(round(spec.prevalence * spec.frames)) if spec.bugs else 0
+        rng = stream(spec.seed, "episodes")
+        episodes: list[tuple[str, int]] = []
+        made = 0
+        while made < target:
+            q = min(int(rng.integers(2, 7)), target - made)
+            episodes.append((spec.bugs[len(episodes) % len(spec.bugs)], q))
+            made += q
+        return episodes
+
+    def _place(self, episodes: list[tuple[str, int]], shown: dict[str, np.ndarray]) -> dict[int, str]:
+        """Frame -> bug: each episode on a run of frames where its bug is visible, episodes kept
+        apart by a gap of clean frames; an episode with no room anywhere is shortened, then dropped."""
+        rng = stream(self.spec.seed, "placement")
+        taken = np.zeros(self.spec.frames, bool)
+        gap = 3
+        chosen: dict[int, str] = {}
+        for bug, length in episodes:
+            ok = shown[bug]
+            for q in range(length, 0, -1):
+                starts = [s for s in range(0, self.spec.frames - q + 1)
+                          if ok[s:s + q].all() and not taken[max(0, s - gap):s + q + gap].any()]
+                if starts:
+                    s = starts[int(rng.integers(len(starts)))]
+                    taken[s:s + q] = True
+                    chosen.update({f: bug for f in range(s, s + q)})
+                    break
+        return chosen
+
+    def record(self, out_dir: Path) -> SessionInfo:
+        spec = self.spec
+        out_dir = Path(out_dir)
+        info = SessionInfo(
+            session_id=session_id(spec), seed=spec.seed, scene=spec.map, width=spec.width, height=spec.height,
+            fps=spec.fps, bug_types=list(spec.bugs), prevalence=spec.prevalence, split=split_for_map(spec.map),
+            generator=self.generator_info(),
+        )
+        replays = 2 + len(spec.bugs)
+        with tempfile.TemporaryDirectory(prefix="bugdet-openarena-") as tmp, \
+                SessionWriter(out_dir, info) as writer:
+            work = Path(tmp)
+            self.progress.start(f"openarena {spec.map}: playing, then {replays} replays of {spec.frames} frames",
+                                1 + replays + spec.frames)
+            try:
+                demo = self.play(work)
+                self.progress.advance()
+                keep = out_dir / "openarena"
+                keep.mkdir(exist_ok=True)
+                shutil.copy(demo, keep / demo.name)
+                clean = self.replay(work, demo, oabugs.CLEAN)
+                self.progress.advance()
+                with self.replay(work, demo, oabugs.NO_WEAPON) as no_weapon:
+                    weapon = self._weapon_masks(clean, no_weapon)
+                shutil.rmtree(work / oabugs.NO_WEAPON.name, ignore_errors=True)
+                self.progress.advance()
+                bug_frames, shown = self._bug_replays(work, demo, clean, weapon)
+                started = time.monotonic()
+                plan = self._place(self._episodes(), shown)
+                for i in range(spec.frames):
+                    self._write_frame(writer, i, clean[SKIP_FRAMES + i], self._unpack(weapon[i]),
+                                      plan.get(i), bug_frames)
+                    self.progress.advance()
+                clean.close()
+                self.timings.compose_s = time.monotonic() - started
+            finally:
+                self._copy_logs(work, out_dir / "openarena")
+            writer.info.generator["bug_frames"] = len(plan)
+            writer.info.generator["achieved_prevalence"] = round(len(plan) / spec.frames, 6)
+            writer.info.generator["visible_frames"] = {bug: int(v.sum()) for bug, v in shown.items()}
+        return writer.info
+
+    def _bug_replays(self, work: Path, demo: Path, clean: AviFrames, weapon: np.ndarray):
+        """Per bug: which frames show it visibly, and the shown image, mask and severity of each."""
+        spec = self.spec
+        bug_frames: dict[tuple[str, int], _BugFrame] = {}
+        shown: dict[str, np.ndarray] = {}
+        for bug, variant in self.variants.items():
+            with self.replay(work, demo, variant) as video:
+                ok = np.zeros(spec.frames, bool)
+                for i in range(spec.frames):
+                    image = video[SKIP_FRAMES + i]
+                    mask = oabugs.diff_mask(image, clean[SKIP_FRAMES + i])
+                    share = oabugs.severity(bug, mask, self._unpack(weapon[i]))
+                    if oabugs.visible(bug, share):
+                        ok[i] = True
+                        bug_frames[(bug, i)] = _BugFrame(image, mask, share)
+                shown[bug] = ok
+            shutil.rmtree(work / variant.name, ignore_errors=True)
+            self.progress.advance()
+        return bug_frames, shown
+
+    def _write_frame(self, writer: SessionWriter, i: int, clean: np.ndarray, weapon_mask: np.ndarray,
+                     bug: str | None, bug_frames: dict[tuple[str, int], _BugFrame]) -> None:
+        truths = {name: BugTruth() for name in self.spec.bugs}
+        image, extra = clean, {"bots": len(self.bot_names)}
+        if bug is not None:
+            frame = bug_frames[(bug, i)]
+            image = frame.image
+            truths[bug] = BugTruth(True, round(frame.severity, 6), writer.write_mask(i, bug, frame.mask))
+            extra["bug"] = bug
+        writer.append(FrameEntry(
+            index=i, time=round(i / self.spec.fps, 6), file=writer.write_frame_image(i, image), scene=self.spec.map,
+            fov=FOV, weapon_mask=writer.write_mask(i, "weapon", weapon_mask), bugs=truths, extra=extra,
+        ))
+
+    def _copy_logs(self, work: Path, dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        for log in work.glob("*.log"):
+            shutil.copy(log, dest / log.name)
+
+    def generator_info(self) -> dict:
+        spec = self.spec
+        return {
+            "name": "bugdet.worlds.openarena", "engine": "ioquake3 (OpenArena), renderer opengl1 on Mesa llvmpipe",
+            "map": spec.map, "bots": self.bot_names, "bot_skill": spec.bot_skill, "timescale": spec.timescale,
+            "follow": self.bot_names[0], "fov": FOV,
+            "bugs": {bug: {"cvars": v.cvars, **v.params} for bug, v in self.variants.items()},
+            "diff_level": oabugs.DIFF_LEVEL, "visible_share": {b: oabugs.VISIBLE_SHARE[b] for b in spec.bugs},
+        }
+
+
+def record(spec: OpenArenaSpec, out_dir: Path, progress: Progress | None = None) -> tuple[SessionInfo, CaptureTimings]:
+    """Record ``spec`` into ``out_dir``; returns the session info and where the time went."""
+    capture = OpenArenaCapture(spec, progress=progress)
+    info = capture.record(out_dir)
+    return info, capture.timings
