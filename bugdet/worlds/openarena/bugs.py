@@ -8,7 +8,7 @@ is the per-pixel difference between the bug replay and the clean replay of the s
 ``low_res_texture``    ``r_picmip 3..4``: every texture loaded at 1/8..1/16 resolution
 ``missing_texture``    shader overrides pointing ~40% of the map's textures at a missing image
 ``stretched_texture``  shader overrides drawing ~40% of the map's textures with ``tcMod scale``
-``camera_clipping``    an oversized near plane (``r_znear`` 20..40 units, default 4): walls
+``camera_clipping``    an oversized near plane (``r_znear`` 40..64 units, default 4): walls
                        closer than it are cut away and the view shows through them (the
                        first-person weapon, nearer still, is cut as well: it is in the mask)
 ``black_frame``        ``r_drawworld 0``: the world is not drawn and the frame shows what the
@@ -82,13 +82,23 @@ CLEAN = Variant("clean")
 NO_WEAPON = Variant("no_weapon", {"cg_drawGun": "0"})
 
 
-def make_variant(bug: str, basepath: Path, map_name: str, rng: np.random.Generator) -> Variant:
-    """The replay settings that show ``bug`` on ``map_name``, drawn from ``rng``."""
+def make_variant(bug: str, basepath: Path, map_name: str, rng: np.random.Generator,
+                 cvars: dict[str, str] | None = None) -> Variant:
+    """The replay settings that show ``bug`` on ``map_name``, drawn from ``rng``; ``cvars``
+    replace or add engine settings (e.g. a fixed ``r_znear``)."""
+    variant = _drawn_variant(bug, basepath, map_name, rng)
+    if cvars:
+        variant.cvars.update(cvars)
+        variant.params.update(cvars)
+    return variant
+
+
+def _drawn_variant(bug: str, basepath: Path, map_name: str, rng: np.random.Generator) -> Variant:
     if bug == "low_res_texture":
         level = int(rng.integers(3, 5))
         return Variant(bug, {"r_picmip": str(level)}, params={"r_picmip": level})
     if bug == "camera_clipping":
-        znear = int(rng.integers(20, 41))
+        znear = int(rng.integers(40, 65))
         return Variant(bug, {"r_znear": str(znear)}, params={"r_znear": znear})
     if bug == "black_frame":
         return Variant(bug, {"r_drawworld": "0"}, params={"r_drawworld": 0})

@@ -53,6 +53,7 @@ class OpenArenaSpec:
     bots: int = 3
     bot_skill: int = 3
     timescale: float = 4.0  # how much faster than real time the match is played for the demo
+    bug_cvars: dict[str, dict[str, str]] = field(default_factory=dict)  # bug -> engine settings to force
 
     def validate(self, engine: Engine) -> None:
         if self.frames < 1:
@@ -67,6 +68,9 @@ class OpenArenaSpec:
             raise InputError(f"--bots must be in 1..{len(BOTS)}")
         if not 1 <= self.fps <= 60:
             raise InputError("--fps must be in 1..60")
+        stray = sorted(set(self.bug_cvars) - set(self.bugs))
+        if stray:
+            raise InputError(f"engine settings given for bug types not recorded: {', '.join(stray)}")
         if self.map not in assets.available_maps(str(engine.basepath)):
             raise InputError(f"map {self.map!r} is not in the game data; e.g. oa_dm1 .. oa_dm7")
 
@@ -104,7 +108,8 @@ class OpenArenaCapture:
         self.timings = CaptureTimings()
         self.rng = stream(spec.seed, "openarena")
         self.bot_names = [BOTS[int(i)] for i in self.rng.choice(len(BOTS), size=spec.bots, replace=False)]
-        self.variants = {bug: oabugs.make_variant(bug, self.engine.basepath, spec.map, stream(spec.seed, f"bug-{bug}"))
+        self.variants = {bug: oabugs.make_variant(bug, self.engine.basepath, spec.map, stream(spec.seed, f"bug-{bug}"),
+                                             spec.bug_cvars.get(bug))
                          for bug in spec.bugs}
 
     # -- 1. play ---------------------------------------------------------------------------
@@ -183,14 +188,16 @@ class OpenArenaCapture:
         return np.unpackbits(packed, count=h * w).reshape(h, w).astype(bool)
 
     def _episodes(self) -> list[tuple[str, int]]:
-        """(bug, length) episodes of 2-6 frames, bug types in turn, summing to the target."""
+        """(bug, length) episodes of 2-6 frames, bug types in turn, summing to the target; shorter
+        when the target is small, so that every requested bug type gets an episode if it can."""
         spec = self.spec
         target = int(round(spec.prevalence * spec.frames)) if spec.bugs else 0
+        longest = max(1, min(6, target // max(1, len(spec.bugs))))
         rng = stream(spec.seed, "episodes")
         episodes: list[tuple[str, int]] = []
         made = 0
         while made < target:
-            q = min(int(rng.integers(2, 7)), target - made)
+            q = min(int(rng.integers(min(2, longest), longest + 1)), target - made)
             episodes.append((spec.bugs[len(episodes) % len(spec.bugs)], q))
             made += q
         return episodes
@@ -200,7 +207,7 @@ class OpenArenaCapture:
         apart by a gap of clean frames; an episode with no room anywhere is shortened, then dropped."""
         rng = stream(self.spec.seed, "placement")
         taken = np.zeros(self.spec.frames, bool)
-        gap = 3
+        gap = 2
         chosen: dict[int, str] = {}
         for bug, length in episodes:
             ok = shown[bug]
