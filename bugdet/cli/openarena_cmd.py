@@ -31,6 +31,7 @@ def record_cmd(
     width: int = typer.Option(320, "--width", help="Frame width in pixels."),
     height: int = typer.Option(240, "--height", help="Frame height in pixels."),
     bots: int = typer.Option(3, "--bots", help="Bots in the match; the camera follows the first."),
+    workers: int = typer.Option(0, "--workers", help="Replays rendered at once (0 = one per CPU core, at most 4)."),
 ) -> None:
     """Record an OpenArena session (frames, weapon masks, per-bug ground truth from clean twin replays)."""
     from bugdet.progress import rich_progress
@@ -38,7 +39,7 @@ def record_cmd(
     from bugdet.worlds.openarena.capture import OpenArenaCapture, OpenArenaSpec
 
     spec = OpenArenaSpec(map=map_name, seed=seed, frames=frames, fps=fps, width=width, height=height,
-                         prevalence=prevalence, bugs=parse_bugs(bugs), bots=bots)
+                         prevalence=prevalence, bugs=parse_bugs(bugs), bots=bots, workers=workers)
     with rich_progress(console) as bar:
         capture = OpenArenaCapture(spec, progress=bar)
         info = capture.record(out_dir)

@@ -16,9 +16,11 @@ demo is kept in the session (``openarena/``) so a session can be re-rendered.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,7 @@ BOTS = ("Sarge", "Grism", "Major", "Kyonshi", "Angelyss", "Gargoyle", "Penguin",
 DEMO_NAME = "bugdet"
 SKIP_FRAMES = 4  # the first replayed frames can still show the demo starting
 FOV = 90.0  # the game's default cg_fov
+SETTLE_GAME_SECONDS = 4.0
 
 
 @dataclass
@@ -54,6 +57,7 @@ class OpenArenaSpec:
     bot_skill: int = 3
     timescale: float = 4.0  # how much faster than real time the match is played for the demo
     bug_cvars: dict[str, dict[str, str]] = field(default_factory=dict)  # bug -> engine settings to force
+    workers: int = 0  # replays run at once; 0 = one per CPU core, at most 4
 
     def validate(self, engine: Engine) -> None:
         if self.frames < 1:
@@ -66,6 +70,8 @@ class OpenArenaSpec:
             raise InputError("a prevalence above 0 needs at least one bug type (--bugs)")
         if not 1 <= self.bots <= len(BOTS):
             raise InputError(f"--bots must be in 1..{len(BOTS)}")
+        if self.workers < 0:
+            raise InputError("--workers must be >= 0 (0 = one per CPU core)")
         if not 1 <= self.fps <= 60:
             raise InputError("--fps must be in 1..60")
         stray = sorted(set(self.bug_cvars) - set(self.bugs))
@@ -77,6 +83,7 @@ class OpenArenaSpec:
 
 @dataclass
 class _BugFrame:
+    name: str
     image: np.ndarray
     mask: np.ndarray
     severity: float
@@ -104,6 +111,9 @@ class OpenArenaCapture:
         self.engine = engine or find_engine()
         spec.validate(self.engine)
         self.spec = spec
+        # llvmpipe spreads one frame over the cores, but engine start-up (pk3 index, map load) is
+        # serial: two replays at a time keep two cores busy
+        self.workers = spec.workers or max(1, min(4, os.cpu_count() or 1))
         self.progress = progress or NullProgress()
         self.timings = CaptureTimings()
         self.rng = stream(spec.seed, "openarena")
@@ -132,9 +142,12 @@ class OpenArenaCapture:
             for _ in self.bot_names:
                 game.wait_for(r"entered the game", 60)
             game.send("follow 1")
+            game.send(f"timescale {spec.timescale}")
+            # let the joins settle first: the spectator's own switch is an obituary event that
+            # stays in snapshots for a moment, and the bots are still choosing where to go
+            time.sleep(SETTLE_GAME_SECONDS / spec.timescale)
             game.send(f"record {DEMO_NAME}")
             game.wait_for(r"recording to demos/", 30)
-            game.send(f"timescale {spec.timescale}")
             time.sleep(game_seconds / spec.timescale)
             game.send("timescale 1")
             game.send("stoprecord")
@@ -202,22 +215,20 @@ class OpenArenaCapture:
             made += q
         return episodes
 
-    def _place(self, episodes: list[tuple[str, int]], shown: dict[str, np.ndarray]) -> dict[int, str]:
-        """Frame -> bug: each episode on a run of frames where its bug is visible, episodes kept
-        apart by a gap of clean frames; an episode with no room anywhere is shortened, then dropped."""
-        rng = stream(self.spec.seed, "placement")
-        taken = np.zeros(self.spec.frames, bool)
+    def _place(self, lengths: list[int], ok: np.ndarray, taken: np.ndarray, rng: np.random.Generator) -> list[int]:
+        """Frames for one bug's episodes: each on a run of frames where the bug is visible, kept
+        apart from every episode already placed (``taken``) by a gap of clean frames; an episode
+        with no room anywhere is shortened, then dropped."""
         gap = 2
-        chosen: dict[int, str] = {}
-        for bug, length in episodes:
-            ok = shown[bug]
+        chosen: list[int] = []
+        for length in lengths:
             for q in range(length, 0, -1):
                 starts = [s for s in range(0, self.spec.frames - q + 1)
                           if ok[s:s + q].all() and not taken[max(0, s - gap):s + q + gap].any()]
                 if starts:
                     s = starts[int(rng.integers(len(starts)))]
                     taken[s:s + q] = True
-                    chosen.update({f: bug for f in range(s, s + q)})
+                    chosen.extend(range(s, s + q))
                     break
         return chosen
 
@@ -241,57 +252,75 @@ class OpenArenaCapture:
                 keep = out_dir / "openarena"
                 keep.mkdir(exist_ok=True)
                 shutil.copy(demo, keep / demo.name)
-                clean = self.replay(work, demo, oabugs.CLEAN)
-                self.progress.advance()
-                with self.replay(work, demo, oabugs.NO_WEAPON) as no_weapon:
+                with ThreadPoolExecutor(max_workers=min(2, self.workers)) as pool:
+                    pending = pool.submit(self.replay, work, demo, oabugs.NO_WEAPON)
+                    clean = self.replay(work, demo, oabugs.CLEAN)
+                    self.progress.advance()
+                    no_weapon = pending.result()
+                with no_weapon:
                     weapon = self._weapon_masks(clean, no_weapon)
                 shutil.rmtree(work / oabugs.NO_WEAPON.name, ignore_errors=True)
                 self.progress.advance()
-                bug_frames, shown = self._bug_replays(work, demo, clean, weapon)
+                bug_frames, visible = self._bug_replays(work, demo, clean, weapon)
                 started = time.monotonic()
-                plan = self._place(self._episodes(), shown)
                 for i in range(spec.frames):
-                    self._write_frame(writer, i, clean[SKIP_FRAMES + i], self._unpack(weapon[i]),
-                                      plan.get(i), bug_frames)
+                    self._write_frame(writer, i, clean[SKIP_FRAMES + i], self._unpack(weapon[i]), bug_frames.get(i))
                     self.progress.advance()
                 clean.close()
                 self.timings.compose_s = time.monotonic() - started
             finally:
                 self._copy_logs(work, out_dir / "openarena")
-            writer.info.generator["bug_frames"] = len(plan)
-            writer.info.generator["achieved_prevalence"] = round(len(plan) / spec.frames, 6)
-            writer.info.generator["visible_frames"] = {bug: int(v.sum()) for bug, v in shown.items()}
+            writer.info.generator["bug_frames"] = len(bug_frames)
+            writer.info.generator["achieved_prevalence"] = round(len(bug_frames) / spec.frames, 6)
+            writer.info.generator["visible_frames"] = visible
         return writer.info
 
-    def _bug_replays(self, work: Path, demo: Path, clean: AviFrames, weapon: np.ndarray):
-        """Per bug: which frames show it visibly, and the shown image, mask and severity of each."""
-        spec = self.spec
-        bug_frames: dict[tuple[str, int], _BugFrame] = {}
-        shown: dict[str, np.ndarray] = {}
-        for bug, variant in self.variants.items():
-            with self.replay(work, demo, variant) as video:
-                ok = np.zeros(spec.frames, bool)
-                for i in range(spec.frames):
-                    image = video[SKIP_FRAMES + i]
-                    mask = oabugs.diff_mask(image, clean[SKIP_FRAMES + i])
-                    share = oabugs.severity(bug, mask, self._unpack(weapon[i]))
-                    if oabugs.visible(bug, share):
-                        ok[i] = True
-                        bug_frames[(bug, i)] = _BugFrame(image, mask, share)
-                shown[bug] = ok
-            shutil.rmtree(work / variant.name, ignore_errors=True)
-            self.progress.advance()
-        return bug_frames, shown
+    def _bug_replays(self, work: Path, demo: Path, clean: AviFrames,
+                     weapon: np.ndarray) -> tuple[dict[int, _BugFrame], dict[str, int]]:
+        """Bug frames by index, and per bug the number of frames it was visible on.
+
+        Bug replays run ``workers`` at a time, each measuring where its bug is visible. Episodes
+        are then placed bug by bug in a fixed order (the same plan whatever replay ends first);
+        only the chosen frames are kept, and each replay's video is deleted once used.
+        """
+        episodes = self._episodes()
+        rng = stream(self.spec.seed, "placement")
+        taken = np.zeros(self.spec.frames, bool)
+        chosen: dict[int, _BugFrame] = {}
+        visible: dict[str, int] = {}
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            jobs = {bug: pool.submit(self._measure, work, demo, bug, variant, clean, weapon)
+                    for bug, variant in self.variants.items()}
+            for bug, job in jobs.items():
+                video, shares = job.result()
+                with video:
+                    ok = np.array([oabugs.visible(bug, share) for share in shares], bool)
+                    visible[bug] = int(ok.sum())
+                    for i in self._place([q for b, q in episodes if b == bug], ok, taken, rng):
+                        image = video[SKIP_FRAMES + i]
+                        chosen[i] = _BugFrame(bug, image, oabugs.diff_mask(image, clean[SKIP_FRAMES + i]), float(shares[i]))
+                shutil.rmtree(work / self.variants[bug].name, ignore_errors=True)
+        return chosen, visible
+
+    def _measure(self, work: Path, demo: Path, bug: str, variant: oabugs.Variant, clean: AviFrames,
+                 weapon: np.ndarray) -> tuple[AviFrames, np.ndarray]:
+        """Replays ``variant``; returns its video and the bug's severity on every frame."""
+        video = self.replay(work, demo, variant)
+        shares = np.array([
+            oabugs.severity(bug, oabugs.diff_mask(video[SKIP_FRAMES + i], clean[SKIP_FRAMES + i]), self._unpack(weapon[i]))
+            for i in range(self.spec.frames)
+        ])
+        self.progress.advance()
+        return video, shares
 
     def _write_frame(self, writer: SessionWriter, i: int, clean: np.ndarray, weapon_mask: np.ndarray,
-                     bug: str | None, bug_frames: dict[tuple[str, int], _BugFrame]) -> None:
+                     bug: _BugFrame | None) -> None:
         truths = {name: BugTruth() for name in self.spec.bugs}
         image, extra = clean, {"bots": len(self.bot_names)}
         if bug is not None:
-            frame = bug_frames[(bug, i)]
-            image = frame.image
-            truths[bug] = BugTruth(True, round(frame.severity, 6), writer.write_mask(i, bug, frame.mask))
-            extra["bug"] = bug
+            image = bug.image
+            truths[bug.name] = BugTruth(True, round(bug.severity, 6), writer.write_mask(i, bug.name, bug.mask))
+            extra["bug"] = bug.name
         writer.append(FrameEntry(
             index=i, time=round(i / self.spec.fps, 6), file=writer.write_frame_image(i, image), scene=self.spec.map,
             fov=FOV, weapon_mask=writer.write_mask(i, "weapon", weapon_mask), bugs=truths, extra=extra,

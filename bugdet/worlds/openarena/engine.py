@@ -25,6 +25,9 @@ from bugdet.errors import ConfigError, InputError
 
 GAME_PATHS = ("/usr/games/openarena",)
 APT_HINT = "install the Debian packages: apt-get install openarena xvfb"
+#: ``xvfb-run -a`` picks the first display without a lock file; two runs starting at once can
+#: pick the same one. Starts are serialised until the game prints (its X server is up by then).
+_START_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,15 @@ class GameProcess:
     proc: subprocess.Popen | None = None
     lines: "queue.Queue[str | None]" = field(default_factory=queue.Queue)
     _log: list[str] = field(default_factory=list)
+    _talking: threading.Event = field(default_factory=threading.Event)
 
-    def start(self) -> "GameProcess":
+    def start(self, timeout: float = 30.0) -> "GameProcess":
         cmd = [self.engine.xvfb_run, "-a", "-s", f"-screen 0 {self.screen}", self.engine.game, *self.args]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     start_new_session=True, text=True, errors="replace", bufsize=1)
-        threading.Thread(target=self._pump, daemon=True).start()
+        with _START_LOCK:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                         start_new_session=True, text=True, errors="replace", bufsize=1)
+            threading.Thread(target=self._pump, daemon=True).start()
+            self._talking.wait(timeout)
         return self
 
     def _pump(self) -> None:
@@ -90,6 +96,8 @@ class GameProcess:
                 log.write(line)
                 self._log.append(line)
                 self.lines.put(line)
+                self._talking.set()
+        self._talking.set()
         self.lines.put(None)
 
     def send(self, command: str) -> None:
