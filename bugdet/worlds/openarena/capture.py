@@ -2,7 +2,8 @@
 
 1. **Play**: the game starts ``map`` with ``devmap`` (cheats on, so the replays may change
    cheat-protected settings), the local client becomes a spectator following the first of
-   several bots, and the demo records what that bot sees; ``timescale`` speeds the match up.
+   several bots, and the demo records what that bot sees; a fixed game clock lets the match run
+   as fast as the CPU allows and the demo hold exactly the game time asked for.
 2. **Replay**: the demo is played back with ``video`` at a fixed frame rate once clean, once
    without the gun (its difference is the weapon mask) and once per requested bug. Replays of
    one demo render the same moments frame for frame.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from bugdet.progress import NullProgress, Progress
 from bugdet.worlds.openarena import assets
 from bugdet.worlds.openarena import bugs as oabugs
 from bugdet.worlds.openarena.avi import AviFrames
+from bugdet.worlds.openarena.determinism import build_shim, compiler, seeded_env
 from bugdet.worlds.openarena.engine import Engine, GameProcess, base_cvars, find_engine
 from bugdet.worlds.openarena.split import split_for_map
 
@@ -41,6 +44,7 @@ DEMO_NAME = "bugdet"
 SKIP_FRAMES = 4  # the first replayed frames can still show the demo starting
 FOV = 90.0  # the game's default cg_fov
 SETTLE_GAME_SECONDS = 4.0
+SERVER_FPS = 20  # server ticks per game second (the game's default sv_fps)
 
 
 @dataclass
@@ -55,7 +59,6 @@ class OpenArenaSpec:
     bugs: tuple[str, ...] = ()
     bots: int = 3
     bot_skill: int = 3
-    timescale: float = 4.0  # how much faster than real time the match is played for the demo
     bug_cvars: dict[str, dict[str, str]] = field(default_factory=dict)  # bug -> engine settings to force
     workers: int = 0  # replays run at once; 0 = one per CPU core, at most 4
 
@@ -116,42 +119,56 @@ class OpenArenaCapture:
         self.workers = spec.workers or max(1, min(4, os.cpu_count() or 1))
         self.progress = progress or NullProgress()
         self.timings = CaptureTimings()
+        if compiler() is None:
+            build_shim(Path("."))  # the one-line error naming the package
+        self._shim: Path | None = None
+        self._shim_lock = threading.Lock()
         self.rng = stream(spec.seed, "openarena")
         self.bot_names = [BOTS[int(i)] for i in self.rng.choice(len(BOTS), size=spec.bots, replace=False)]
         self.variants = {bug: oabugs.make_variant(bug, self.engine.basepath, spec.map, stream(spec.seed, f"bug-{bug}"),
                                              spec.bug_cvars.get(bug))
                          for bug in spec.bugs}
 
+    def _env(self, work: Path) -> dict[str, str]:
+        """Every run of one session draws the same random numbers (see :mod:`.determinism`)."""
+        with self._shim_lock:
+            if self._shim is None or not self._shim.is_file():
+                self._shim = build_shim(work / "shim")
+        return seeded_env(self._shim, self.spec.seed)
+
     # -- 1. play ---------------------------------------------------------------------------
     def play(self, work: Path) -> Path:
-        """Bots play the map while a demo of the first bot's view is recorded; returns the demo."""
+        """Bots play the map while a demo of the first bot's view is recorded; returns the demo.
+
+        The match runs on a fixed clock (``fixedtime``: every engine frame advances the game by
+        exactly one server tick, however long it took to compute), and the recording is stopped
+        by the engine's own ``wait`` frame counter: the demo holds the game time asked for
+        whether the machine is idle or loaded, and the match plays as fast as the CPU allows.
+        """
         spec = self.spec
         home = work / "play"
-        game_seconds = (spec.frames + SKIP_FRAMES) / spec.fps + 2.0
+        tick_ms = 1000 // SERVER_FPS
+        settle = int(SETTLE_GAME_SECONDS * SERVER_FPS)
+        length = int(np.ceil((spec.frames + SKIP_FRAMES) / spec.fps * SERVER_FPS)) + 2 * SERVER_FPS
         args = base_cvars(home, 160, 120) + [
-            "+set", "sv_pure", "0", "+set", "bot_enable", "1", "+set", "g_gametype", "0",
-            "+set", "fraglimit", "0", "+set", "timelimit", "0", "+set", "com_maxfps", "25",
-            "+set", "g_synchronousClients", "1", "+devmap", spec.map,
+            "+set", "sv_pure", "0", "+set", "bot_enable", "1", "+set", "g_gametype", "0", "+set", "sv_fps", str(SERVER_FPS),
+            "+set", "fraglimit", "0", "+set", "timelimit", "0", "+set", "com_maxfps", "0", "+devmap", spec.map,
         ]
         started = time.monotonic()
-        with GameProcess(self.engine, args, work / "play.log") as game:
+        with GameProcess(self.engine, args, work / "play.log", env=self._env(work)) as game:
             game.wait_for(r"entered the game", 90)
             game.send("team spectator")
             for name in self.bot_names:
                 game.send(f"addbot {name} {spec.bot_skill}")
             for _ in self.bot_names:
                 game.wait_for(r"entered the game", 60)
-            game.send("follow 1")
-            game.send(f"timescale {spec.timescale}")
-            # let the joins settle first: the spectator's own switch is an obituary event that
-            # stays in snapshots for a moment, and the bots are still choosing where to go
-            time.sleep(SETTLE_GAME_SECONDS / spec.timescale)
-            game.send(f"record {DEMO_NAME}")
-            game.wait_for(r"recording to demos/", 30)
-            time.sleep(game_seconds / spec.timescale)
-            game.send("timescale 1")
-            game.send("stoprecord")
-            game.wait_for(r"Stopped demo", 30)
+            # settle first: the spectator's own team switch is an obituary event that stays in
+            # snapshots for a moment, and the bots are still choosing where to go
+            # the client runs the command buffer twice per engine frame, so ``wait`` counts halves
+            game.send(f"fixedtime {tick_ms}; follow 1; wait {2 * settle}; record {DEMO_NAME}; wait {2 * length}; stoprecord")
+            game.wait_for(r"recording to demos/", 60)
+            # the slowest machines here render ~20 frames/s at 160x120 while playing
+            game.wait_for(r"Stopped demo", 60 + length / 20)
             game.send("quit")
             game.wait_exit(30)
         demos = list((home / "baseoa" / "demos").glob(f"{DEMO_NAME}.dm_*"))
@@ -176,7 +193,7 @@ class OpenArenaCapture:
         started = time.monotonic()
         # llvmpipe renders 320x240 at ~50 fps here; allow 1 fps plus start-up before giving up
         timeout = 60 + (spec.frames + SKIP_FRAMES) / spec.fps * spec.fps * (spec.width * spec.height / 76800)
-        with GameProcess(self.engine, args, work / f"{variant.name}.log") as game:
+        with GameProcess(self.engine, args, work / f"{variant.name}.log", env=self._env(work)) as game:
             game.wait_exit(timeout)
         self.timings.replay_s[variant.name] = time.monotonic() - started
         path = home / "baseoa" / "videos" / f"{variant.name}.avi"
@@ -335,7 +352,7 @@ class OpenArenaCapture:
         spec = self.spec
         return {
             "name": "bugdet.worlds.openarena", "engine": "ioquake3 (OpenArena), renderer opengl1 on Mesa llvmpipe",
-            "map": spec.map, "bots": self.bot_names, "bot_skill": spec.bot_skill, "timescale": spec.timescale,
+            "map": spec.map, "bots": self.bot_names, "bot_skill": spec.bot_skill, "clock": f"fixedtime {1000 // SERVER_FPS} ms per engine frame",
             "follow": self.bot_names[0], "fov": FOV,
             "bugs": {bug: {"cvars": v.cvars, **v.params} for bug, v in self.variants.items()},
             "diff_level": oabugs.DIFF_LEVEL, "visible_share": {b: oabugs.VISIBLE_SHARE[b] for b in spec.bugs},

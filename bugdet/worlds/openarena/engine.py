@@ -75,6 +75,7 @@ class GameProcess:
     args: Sequence[str]
     log_path: Path
     screen: str = "640x480x24"
+    env: dict[str, str] | None = None  # the environment of the game (None: this process's)
     proc: subprocess.Popen | None = None
     lines: "queue.Queue[str | None]" = field(default_factory=queue.Queue)
     _log: list[str] = field(default_factory=list)
@@ -84,7 +85,8 @@ class GameProcess:
         cmd = [self.engine.xvfb_run, "-a", "-s", f"-screen 0 {self.screen}", self.engine.game, *self.args]
         with _START_LOCK:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                         start_new_session=True, text=True, errors="replace", bufsize=1)
+                                         start_new_session=True, text=True, errors="replace", bufsize=1,
+                                         env=self.env)
             threading.Thread(target=self._pump, daemon=True).start()
             self._talking.wait(timeout)
         return self
