@@ -8,6 +8,7 @@ packages.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -31,6 +32,7 @@ def record_cmd(
     width: int = typer.Option(320, "--width", help="Frame width in pixels."),
     height: int = typer.Option(240, "--height", help="Frame height in pixels."),
     bots: int = typer.Option(3, "--bots", help="Bots in the match; the camera follows the first."),
+    demo: Optional[Path] = typer.Option(None, "--demo", help="Re-render a demo a session kept (OUT/openarena/bugdet.dm_71) instead of playing a new match; --map must be its map."),
     workers: int = typer.Option(0, "--workers", help="Replays rendered at once (0 = one per CPU core, at most 4)."),
 ) -> None:
     """Record an OpenArena session (frames, weapon masks, per-bug ground truth from clean twin replays)."""
@@ -39,7 +41,7 @@ def record_cmd(
     from bugdet.worlds.openarena.capture import OpenArenaCapture, OpenArenaSpec
 
     spec = OpenArenaSpec(map=map_name, seed=seed, frames=frames, fps=fps, width=width, height=height,
-                         prevalence=prevalence, bugs=parse_bugs(bugs), bots=bots, workers=workers)
+                         prevalence=prevalence, bugs=parse_bugs(bugs), bots=bots, workers=workers, demo=demo)
     with rich_progress(console) as bar:
         capture = OpenArenaCapture(spec, progress=bar)
         info = capture.record(out_dir)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from bugdet.errors import InputError
-from bugdet.ingest.session_format import BugTruth, FrameEntry, SessionInfo, SessionWriter
+from bugdet.ingest.session_format import SESSION_FILE, BugTruth, FrameEntry, SessionInfo, SessionReader, SessionWriter
 from bugdet.playtest.seeding import stream
 from bugdet.progress import NullProgress, Progress
 from bugdet.worlds.openarena import assets
@@ -61,6 +61,7 @@ class OpenArenaSpec:
     bot_skill: int = 3
     bug_cvars: dict[str, dict[str, str]] = field(default_factory=dict)  # bug -> engine settings to force
     workers: int = 0  # replays run at once; 0 = one per CPU core, at most 4
+    demo: Path | None = None  # replay this demo (e.g. one a session kept) instead of playing a match
 
     def validate(self, engine: Engine) -> None:
         if self.frames < 1:
@@ -80,8 +81,20 @@ class OpenArenaSpec:
         stray = sorted(set(self.bug_cvars) - set(self.bugs))
         if stray:
             raise InputError(f"engine settings given for bug types not recorded: {', '.join(stray)}")
+        if self.demo is not None:
+            self._check_demo(Path(self.demo))
         if self.map not in assets.available_maps(str(engine.basepath)):
             raise InputError(f"map {self.map!r} is not in the game data; e.g. oa_dm1 .. oa_dm7")
+
+
+    def _check_demo(self, demo: Path) -> None:
+        if not demo.is_file():
+            raise InputError(f"{demo}: no such demo file")
+        kept_by = demo.parent.parent / SESSION_FILE  # a demo a session kept: OUT/openarena/<demo>
+        if kept_by.is_file():
+            scene = SessionReader.open(kept_by.parent).info.scene
+            if scene and scene != self.map:
+                raise InputError(f"{demo} plays on {scene} (its session says so): pass --map {scene}")
 
 
 @dataclass
@@ -177,6 +190,15 @@ class OpenArenaCapture:
         self.timings.play_s = time.monotonic() - started
         return demos[0]
 
+    def _given_demo(self, work: Path) -> Path:
+        """A demo recorded before (the match itself is not repeatable: bots follow wall-clock
+        timing; the demo is, and so is everything rendered from it)."""
+        assert self.spec.demo is not None
+        dest = work / "given" / f"{DEMO_NAME}{Path(self.spec.demo).suffix}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(self.spec.demo, dest)
+        return dest
+
     # -- 2. replay -------------------------------------------------------------------------
     def replay(self, work: Path, demo: Path, variant: oabugs.Variant) -> AviFrames:
         """Plays the demo back with ``variant`` and returns the frames it rendered."""
@@ -264,7 +286,7 @@ class OpenArenaCapture:
             self.progress.start(f"openarena {spec.map}: playing, then {replays} replays of {spec.frames} frames",
                                 1 + replays + spec.frames)
             try:
-                demo = self.play(work)
+                demo = self.play(work) if spec.demo is None else self._given_demo(work)
                 self.progress.advance()
                 keep = out_dir / "openarena"
                 keep.mkdir(exist_ok=True)
@@ -353,7 +375,7 @@ class OpenArenaCapture:
         return {
             "name": "bugdet.worlds.openarena", "engine": "ioquake3 (OpenArena), renderer opengl1 on Mesa llvmpipe",
             "map": spec.map, "bots": self.bot_names, "bot_skill": spec.bot_skill, "clock": f"fixedtime {1000 // SERVER_FPS} ms per engine frame",
-            "follow": self.bot_names[0], "fov": FOV,
+            "follow": self.bot_names[0], "fov": FOV, "demo": Path(spec.demo).name if spec.demo else None,
             "bugs": {bug: {"cvars": v.cvars, **v.params} for bug, v in self.variants.items()},
             "diff_level": oabugs.DIFF_LEVEL, "visible_share": {b: oabugs.VISIBLE_SHARE[b] for b in spec.bugs},
         }
