@@ -49,7 +49,7 @@ def record_cmd(
     console.print(
         f"wrote {info.frame_count} frames to {out_dir} (split {info.split}, "
         f"{info.generator['bug_frames']} bug frames, prevalence {info.generator['achieved_prevalence']:.3f}); "
-        f"{t.total_s:.1f} s, {info.frame_count / max(t.total_s, 1e-9):.1f} frames/s including the twin replays"
+        f"{t.wall_s:.1f} s, {info.frame_count / max(t.wall_s, 1e-9):.1f} frames/s including the clean twin replays"
     )
 
 

@@ -11,15 +11,18 @@ is the per-pixel difference between the bug replay and the clean replay of the s
 ``camera_clipping``    an oversized near plane (``r_znear`` 40..64 units, default 4): walls
                        closer than it are cut away and the view shows through them (the
                        first-person weapon, nearer still, is cut as well: it is in the mask)
+``z_fighting``         ``r_offsetfactor 0`` and ``r_offsetunits 0``: the polygon offset that
+                       lifts decals off their wall is gone, so impact and scorch marks (and
+                       the map's own decals) fight with the wall in stripes; visible only
+                       where the bots' fire left marks on screen
 ``black_frame``        ``r_drawworld 0``: the world is not drawn and the frame shows what the
                        back buffer held before (black, or a stale loading screen) under the HUD
 =====================  ===============================================================
 
 Not reproducible with this engine (tried, see docs/worlds.md): ``fppc`` (the renderer draws the
 first-person weapon with its depth range squeezed to 0..0.3, so world geometry never covers it,
-even with ``cg_gunX`` pushing it forward) and ``z_fighting`` (``r_offsetfactor 0``/``r_offsetunits
-0`` and a 16-bit depth buffer with ``r_znear 0.01`` changed a handful of pixels, not visibly).
-``floating_object`` needs moving map entities the game does not expose.
+even with ``cg_gunX`` pushing it forward) and ``floating_object`` (map props are part of the
+compiled BSP; nothing at run time moves them).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from bugdet.errors import InputError
 from bugdet.worlds.openarena import assets
 
 #: bug types this world can produce, in the capture format's order
-OPENARENA_BUGS = ("camera_clipping", "missing_texture", "low_res_texture", "stretched_texture", "black_frame")
+OPENARENA_BUGS = ("camera_clipping", "missing_texture", "low_res_texture", "stretched_texture", "z_fighting", "black_frame")
 #: 8-bit level change (max over channels) above which a pixel counts as changed. Two clean
 #: replays of one demo differ at a few dozen pixels by at most ~12 levels (llvmpipe threads):
 #: outside a mask, the bug and clean frames agree to within this.
@@ -45,6 +48,7 @@ VISIBLE_SHARE = {
     "missing_texture": 0.02,
     "low_res_texture": 0.02,
     "stretched_texture": 0.02,
+    "z_fighting": 0.004,  # a scorch mark is small: 0.4% of the frame is ~300 pixels at 320x240
     "black_frame": 0.3,
 }
 _CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
@@ -100,6 +104,8 @@ def _drawn_variant(bug: str, basepath: Path, map_name: str, rng: np.random.Gener
     if bug == "camera_clipping":
         znear = int(rng.integers(40, 65))
         return Variant(bug, {"r_znear": str(znear)}, params={"r_znear": znear})
+    if bug == "z_fighting":
+        return Variant(bug, {"r_offsetfactor": "0", "r_offsetunits": "0"}, params={"polygon_offset": 0})
     if bug == "black_frame":
         return Variant(bug, {"r_drawworld": "0"}, params={"r_drawworld": 0})
     if bug in ("missing_texture", "stretched_texture"):

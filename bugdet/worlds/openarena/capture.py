@@ -110,10 +110,7 @@ class CaptureTimings:
     play_s: float = 0.0
     replay_s: dict[str, float] = field(default_factory=dict)
     compose_s: float = 0.0
-
-    @property
-    def total_s(self) -> float:
-        return self.play_s + sum(self.replay_s.values()) + self.compose_s
+    wall_s: float = 0.0  # the whole recording (replays overlap, so this is less than the sum)
 
 
 def session_id(spec: OpenArenaSpec) -> str:
@@ -280,6 +277,7 @@ class OpenArenaCapture:
             generator=self.generator_info(),
         )
         replays = 2 + len(spec.bugs)
+        began = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="bugdet-openarena-") as tmp, \
                 SessionWriter(out_dir, info) as writer:
             work = Path(tmp)
@@ -312,6 +310,7 @@ class OpenArenaCapture:
             writer.info.generator["bug_frames"] = len(bug_frames)
             writer.info.generator["achieved_prevalence"] = round(len(bug_frames) / spec.frames, 6)
             writer.info.generator["visible_frames"] = visible
+        self.timings.wall_s = time.monotonic() - began
         return writer.info
 
     def _bug_replays(self, work: Path, demo: Path, clean: AviFrames,
@@ -320,7 +319,8 @@ class OpenArenaCapture:
 
         Bug replays run ``workers`` at a time, each measuring where its bug is visible. Episodes
         are then placed bug by bug in a fixed order (the same plan whatever replay ends first);
-        only the chosen frames are kept, and each replay's video is deleted once used.
+        frames a bug type cannot show (too few visible frames) go to the next bug types. Only
+        the chosen frames are kept, and each replay's video is deleted once used.
         """
         episodes = self._episodes()
         rng = stream(self.spec.seed, "placement")
@@ -330,12 +330,16 @@ class OpenArenaCapture:
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             jobs = {bug: pool.submit(self._measure, work, demo, bug, variant, clean, weapon)
                     for bug, variant in self.variants.items()}
+            owed = 0  # frames the bug types placed so far could not show, handed on to the next
             for bug, job in jobs.items():
                 video, shares = job.result()
                 with video:
                     ok = np.array([oabugs.visible(bug, share) for share in shares], bool)
                     visible[bug] = int(ok.sum())
-                    for i in self._place([q for b, q in episodes if b == bug], ok, taken, rng):
+                    lengths = [q for b, q in episodes if b == bug] + [min(6, owed - k) for k in range(0, owed, 6)]
+                    placed = self._place(lengths, ok, taken, rng)
+                    owed = sum(lengths) - len(placed)
+                    for i in placed:
                         image = video[SKIP_FRAMES + i]
                         chosen[i] = _BugFrame(bug, image, oabugs.diff_mask(image, clean[SKIP_FRAMES + i]), float(shares[i]))
                 shutil.rmtree(work / self.variants[bug].name, ignore_errors=True)
