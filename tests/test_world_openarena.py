@@ -25,7 +25,12 @@ from bugdet.project import Project
 from bugdet.store.frames import iter_frames
 from bugdet.worlds import WORLDS, world_module
 from bugdet.worlds.openarena import engine as oa_engine
-from bugdet.worlds.openarena.bugs import DIFF_LEVEL, OPENARENA_BUGS, VISIBLE_SHARE, parse_bugs
+from bugdet.worlds.openarena.bugs import (
+    DIFF_LEVEL,
+    OPENARENA_BUGS,
+    VISIBLE_SHARE,
+    parse_bugs,
+)
 from bugdet.worlds.openarena.split import split_for_map
 
 HAVE_GAME = os.access("/usr/games/openarena", os.X_OK) or shutil.which("openarena") is not None
@@ -88,7 +93,11 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _replay_clean(session: Path, tmp: Path) -> list[np.ndarray]:
     """A fresh clean replay of the session's kept demo: the twin the ground truth is measured on."""
     from bugdet.worlds.openarena import bugs
-    from bugdet.worlds.openarena.capture import SKIP_FRAMES, OpenArenaCapture, OpenArenaSpec
+    from bugdet.worlds.openarena.capture import (
+        SKIP_FRAMES,
+        OpenArenaCapture,
+        OpenArenaSpec,
+    )
 
     capture = OpenArenaCapture(OpenArenaSpec(map="oa_dm1", seed=5, frames=FRAMES, fps=10))
     demo = next((session / "openarena").glob("bugdet.dm_*"))

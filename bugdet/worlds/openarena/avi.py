@@ -63,7 +63,7 @@ class AviFrames:
         self._map.close()
         self._file.close()
 
-    def __enter__(self) -> "AviFrames":
+    def __enter__(self) -> AviFrames:
         return self
 
     def __exit__(self, *exc) -> None:

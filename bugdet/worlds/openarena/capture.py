@@ -29,13 +29,20 @@ from pathlib import Path
 import numpy as np
 
 from bugdet.errors import InputError
-from bugdet.ingest.session_format import SESSION_FILE, BugTruth, FrameEntry, SessionInfo, SessionReader, SessionWriter
+from bugdet.ingest.session_format import (
+    SESSION_FILE,
+    BugTruth,
+    FrameEntry,
+    SessionInfo,
+    SessionReader,
+    SessionWriter,
+)
 from bugdet.playtest.seeding import stream
 from bugdet.progress import NullProgress, Progress
 from bugdet.worlds.openarena import assets
 from bugdet.worlds.openarena import bugs as oabugs
 from bugdet.worlds.openarena.avi import AviFrames
-from bugdet.worlds.openarena.determinism import build_shim, compiler, seeded_env
+from bugdet.worlds.openarena.determinism import build_shim, require_compiler, seeded_env
 from bugdet.worlds.openarena.engine import Engine, GameProcess, base_cvars, find_engine
 from bugdet.worlds.openarena.split import split_for_map
 
@@ -45,6 +52,7 @@ SKIP_FRAMES = 4  # the first replayed frames can still show the demo starting
 FOV = 90.0  # the game's default cg_fov
 SETTLE_GAME_SECONDS = 4.0
 SERVER_FPS = 20  # server ticks per game second (the game's default sv_fps)
+SLOWEST_REPLAY_FPS = 2.0  # a replay slower than this (at 320x240) is taken as hung and stopped
 
 
 @dataclass
@@ -85,7 +93,6 @@ class OpenArenaSpec:
             self._check_demo(Path(self.demo))
         if self.map not in assets.available_maps(str(engine.basepath)):
             raise InputError(f"map {self.map!r} is not in the game data; e.g. oa_dm1 .. oa_dm7")
-
 
     def _check_demo(self, demo: Path) -> None:
         if not demo.is_file():
@@ -129,12 +136,12 @@ class OpenArenaCapture:
         self.workers = spec.workers or max(1, min(4, os.cpu_count() or 1))
         self.progress = progress or NullProgress()
         self.timings = CaptureTimings()
-        if compiler() is None:
-            build_shim(Path("."))  # the one-line error naming the package
+        require_compiler()
+        self.log_dir: Path | None = None  # where engine logs go (the session's openarena/ when recording)
         self._shim: Path | None = None
         self._shim_lock = threading.Lock()
-        self.rng = stream(spec.seed, "openarena")
-        self.bot_names = [BOTS[int(i)] for i in self.rng.choice(len(BOTS), size=spec.bots, replace=False)]
+        bot_rng = stream(spec.seed, "bots")
+        self.bot_names = [BOTS[int(i)] for i in bot_rng.choice(len(BOTS), size=spec.bots, replace=False)]
         self.variants = {bug: oabugs.make_variant(bug, self.engine.basepath, spec.map, stream(spec.seed, f"bug-{bug}"),
                                              spec.bug_cvars.get(bug))
                          for bug in spec.bugs}
@@ -145,6 +152,9 @@ class OpenArenaCapture:
             if self._shim is None or not self._shim.is_file():
                 self._shim = build_shim(work / "shim")
         return seeded_env(self._shim, self.spec.seed)
+
+    def _log(self, work: Path, name: str) -> Path:
+        return (self.log_dir or work) / f"{name}.log"
 
     # -- 1. play ---------------------------------------------------------------------------
     def play(self, work: Path) -> Path:
@@ -165,7 +175,7 @@ class OpenArenaCapture:
             "+set", "fraglimit", "0", "+set", "timelimit", "0", "+set", "com_maxfps", "0", "+devmap", spec.map,
         ]
         started = time.monotonic()
-        with GameProcess(self.engine, args, work / "play.log", env=self._env(work)) as game:
+        with GameProcess(self.engine, args, self._log(work, "play"), env=self._env(work)) as game:
             game.wait_for(r"entered the game", 90)
             game.send("team spectator")
             for name in self.bot_names:
@@ -183,7 +193,7 @@ class OpenArenaCapture:
             game.wait_exit(30)
         demos = list((home / "baseoa" / "demos").glob(f"{DEMO_NAME}.dm_*"))
         if not demos:
-            raise InputError(f"the game recorded no demo; see {work / 'play.log'}")
+            raise InputError(f"the game recorded no demo; see {self._log(work, 'play')}")
         self.timings.play_s = time.monotonic() - started
         return demos[0]
 
@@ -210,19 +220,20 @@ class OpenArenaCapture:
             *variant.args(), "+demo", DEMO_NAME, "+video", variant.name,
         ]
         started = time.monotonic()
-        # llvmpipe renders 320x240 at ~50 fps here; allow 1 fps plus start-up before giving up
-        timeout = 60 + (spec.frames + SKIP_FRAMES) / spec.fps * spec.fps * (spec.width * spec.height / 76800)
-        with GameProcess(self.engine, args, work / f"{variant.name}.log", env=self._env(work)) as game:
-            game.wait_exit(timeout)
+        # llvmpipe renders 320x240 at ~50 frames/s on one idle core: give up below 2 frames/s
+        frames = (SKIP_FRAMES + spec.frames) * spec.width * spec.height / (320 * 240)
+        log = self._log(work, variant.name)
+        with GameProcess(self.engine, args, log, env=self._env(work)) as game:
+            game.wait_exit(60 + frames / SLOWEST_REPLAY_FPS)
         self.timings.replay_s[variant.name] = time.monotonic() - started
         path = home / "baseoa" / "videos" / f"{variant.name}.avi"
         if not path.is_file():
-            raise InputError(f"the {variant.name} replay wrote no video; see {work / (variant.name + '.log')}")
+            raise InputError(f"the {variant.name} replay wrote no video; see {log}")
         video = AviFrames(path, spec.width, spec.height)
         if len(video) < SKIP_FRAMES + spec.frames:
             video.close()
             raise InputError(f"the {variant.name} replay rendered {len(video)} frames, "
-                             f"{SKIP_FRAMES + spec.frames} needed; see {work / (variant.name + '.log')}")
+                             f"{SKIP_FRAMES + spec.frames} needed; see {log}")
         return video
 
     # -- 3. compose ------------------------------------------------------------------------
@@ -259,7 +270,7 @@ class OpenArenaCapture:
         chosen: list[int] = []
         for length in lengths:
             for q in range(length, 0, -1):
-                starts = [s for s in range(0, self.spec.frames - q + 1)
+                starts = [s for s in range(self.spec.frames - q + 1)
                           if ok[s:s + q].all() and not taken[max(0, s - gap):s + q + gap].any()]
                 if starts:
                     s = starts[int(rng.integers(len(starts)))]
@@ -281,19 +292,19 @@ class OpenArenaCapture:
         with tempfile.TemporaryDirectory(prefix="bugdet-openarena-") as tmp, \
                 SessionWriter(out_dir, info) as writer:
             work = Path(tmp)
+            self.log_dir = out_dir / "openarena"  # engine logs and the demo stay with the session
+            self.log_dir.mkdir(exist_ok=True)
             self.progress.start(f"openarena {spec.map}: playing, then {replays} replays of {spec.frames} frames",
                                 1 + replays + spec.frames)
-            try:
-                demo = self.play(work) if spec.demo is None else self._given_demo(work)
+            demo = self.play(work) if spec.demo is None else self._given_demo(work)
+            self.progress.advance()
+            shutil.copy(demo, self.log_dir / demo.name)
+            with ThreadPoolExecutor(max_workers=min(2, self.workers)) as pool:
+                pending = pool.submit(self.replay, work, demo, oabugs.NO_WEAPON)
+                clean = self.replay(work, demo, oabugs.CLEAN)
                 self.progress.advance()
-                keep = out_dir / "openarena"
-                keep.mkdir(exist_ok=True)
-                shutil.copy(demo, keep / demo.name)
-                with ThreadPoolExecutor(max_workers=min(2, self.workers)) as pool:
-                    pending = pool.submit(self.replay, work, demo, oabugs.NO_WEAPON)
-                    clean = self.replay(work, demo, oabugs.CLEAN)
-                    self.progress.advance()
-                    no_weapon = pending.result()
+                no_weapon = pending.result()
+            with clean:
                 with no_weapon:
                     weapon = self._weapon_masks(clean, no_weapon)
                 shutil.rmtree(work / oabugs.NO_WEAPON.name, ignore_errors=True)
@@ -303,10 +314,7 @@ class OpenArenaCapture:
                 for i in range(spec.frames):
                     self._write_frame(writer, i, clean[SKIP_FRAMES + i], self._unpack(weapon[i]), bug_frames.get(i))
                     self.progress.advance()
-                clean.close()
                 self.timings.compose_s = time.monotonic() - started
-            finally:
-                self._copy_logs(work, out_dir / "openarena")
             writer.info.generator["bug_frames"] = len(bug_frames)
             writer.info.generator["achieved_prevalence"] = round(len(bug_frames) / spec.frames, 6)
             writer.info.generator["visible_frames"] = visible
@@ -368,11 +376,6 @@ class OpenArenaCapture:
             index=i, time=round(i / self.spec.fps, 6), file=writer.write_frame_image(i, image), scene=self.spec.map,
             fov=FOV, weapon_mask=writer.write_mask(i, "weapon", weapon_mask), bugs=truths, extra=extra,
         ))
-
-    def _copy_logs(self, work: Path, dest: Path) -> None:
-        dest.mkdir(parents=True, exist_ok=True)
-        for log in work.glob("*.log"):
-            shutil.copy(log, dest / log.name)
 
     def generator_info(self) -> dict:
         spec = self.spec

@@ -41,12 +41,18 @@ def compiler() -> str | None:
     return shutil.which("cc") or shutil.which("gcc")
 
 
-def build_shim(directory: Path) -> Path:
-    """Compiles the ``srand`` shim into ``directory`` (reused when already there)."""
+def require_compiler() -> str:
+    """The C compiler, or the one-line error naming the package."""
     cc = compiler()
     if cc is None:
         raise ConfigError("no C compiler (cc) found: it builds the small library that makes OpenArena replays "
                           "repeatable; install the Debian package: apt-get install gcc")
+    return cc
+
+
+def build_shim(directory: Path) -> Path:
+    """Compiles the ``srand`` shim into ``directory`` (reused when already there)."""
+    cc = require_compiler()
     digest = hashlib.sha256(SHIM_SOURCE.encode()).hexdigest()[:12]
     directory.mkdir(parents=True, exist_ok=True)
     lib = directory / f"bugdet-fixrand-{digest}.so"

@@ -17,9 +17,9 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from bugdet.errors import ConfigError, InputError
 
@@ -77,11 +77,11 @@ class GameProcess:
     screen: str = "640x480x24"
     env: dict[str, str] | None = None  # the environment of the game (None: this process's)
     proc: subprocess.Popen | None = None
-    lines: "queue.Queue[str | None]" = field(default_factory=queue.Queue)
+    lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
     _log: list[str] = field(default_factory=list)
     _talking: threading.Event = field(default_factory=threading.Event)
 
-    def start(self, timeout: float = 30.0) -> "GameProcess":
+    def start(self, timeout: float = 30.0) -> GameProcess:
         cmd = [self.engine.xvfb_run, "-a", "-s", f"-screen 0 {self.screen}", self.engine.game, *self.args]
         with _START_LOCK:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -155,7 +155,7 @@ class GameProcess:
             if not _group_alive(proc.pid):
                 break
 
-    def __enter__(self) -> "GameProcess":
+    def __enter__(self) -> GameProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:
