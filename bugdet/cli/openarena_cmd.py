@@ -26,7 +26,7 @@ def record_cmd(
     map_name: str = typer.Option("oa_dm1", "--map", help="Map: oa_dm1..oa_dm4 train, oa_dm5 val, oa_dm6/oa_dm7 (and any other) test."),
     frames: int = typer.Option(300, "--frames", help="Number of frames."),
     prevalence: float = typer.Option(0.0, "--prevalence", help="Fraction of frames that show a bug (0 = clean session)."),
-    bugs: str = typer.Option("", "--bugs", help="Comma-separated bug types or 'all': camera_clipping, missing_texture, low_res_texture, stretched_texture, black_frame."),
+    bugs: str = typer.Option("", "--bugs", help="Comma-separated bug types or 'all': camera_clipping, missing_texture, low_res_texture, stretched_texture, z_fighting, black_frame."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bots, the broken textures and where bug episodes go."),
     fps: float = typer.Option(20.0, "--fps", help="Frames per second of game time."),
     width: int = typer.Option(320, "--width", help="Frame width in pixels."),
