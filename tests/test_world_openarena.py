@@ -155,3 +155,15 @@ def test_ingest_takes_the_capture_unchanged(session: Path, tmp_path: Path) -> No
         bug = next(name for name, t in row.ground_truth.items() if t["present"])
         assert read_mask(project.root / row.ground_truth[bug]["mask"]).any()
         assert row.aux["weapon_mask"] is not None
+
+
+@needs_game
+def test_a_game_past_its_time_limit_is_stopped_with_its_x_server(tmp_path: Path) -> None:
+    engine = oa_engine.find_engine()
+    args = oa_engine.base_cvars(tmp_path / "home", 160, 120) + ["+devmap", "oa_dm1"]  # runs until told to quit
+    game = oa_engine.GameProcess(engine, args, tmp_path / "game.log")
+    with pytest.raises(InputError, match="ran longer than 3 s"):
+        with game:
+            game.wait_exit(3)
+    assert game.proc is not None and game.proc.poll() is not None
+    assert oa_engine._live_group_members(game.proc.pid) == []  # the engine and Xvfb went with it

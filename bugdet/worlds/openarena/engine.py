@@ -139,21 +139,28 @@ class GameProcess:
         return [line.strip() for line in self._log if "ERROR" in line or "Segmentation" in line]
 
     def kill(self) -> None:
-        """Ends the game and its Xvfb (the whole process group): TERM, then KILL after 3 s."""
+        """Ends the game and its Xvfb. The game and X server get TERM first, so that
+        ``xvfb-run`` sees its command end, reaps both and exits (killing ``xvfb-run`` first would
+        orphan them); whatever is left of the process group after 3 s gets KILL."""
         proc = self.proc
-        if proc is None or proc.poll() is not None and not _group_alive(proc.pid):
+        if proc is None:
             return
-        for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+        for pid in _live_group_members(proc.pid):
+            if pid != proc.pid:
+                _signal(pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=3.0)
+        except subprocess.TimeoutExpired:
+            pass
+        if _live_group_members(proc.pid):
             try:
-                os.killpg(proc.pid, sig)
+                os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
-                break
+                pass
             try:
-                proc.wait(timeout=grace)
+                proc.wait(timeout=3.0)
             except subprocess.TimeoutExpired:
-                continue
-            if not _group_alive(proc.pid):
-                break
+                pass
 
     def __enter__(self) -> GameProcess:
         return self.start()
@@ -167,11 +174,25 @@ class GameProcess:
                 pass
 
 
-def _group_alive(pgid: int) -> bool:
+def _signal(pid: int, sig: int) -> None:
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _live_group_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that have not exited (zombies left out), from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
