@@ -57,6 +57,34 @@ def test_bug_list_and_map_splits() -> None:
     assert [split_for_map(m) for m in ("oa_dm1", "oa_dm5", "oa_dm7", "am_underworks")] == ["train", "val", "test", "test"]
 
 
+def test_shader_blocks_skip_comments_and_keep_nested_stages() -> None:
+    from bugdet.worlds.openarena.assets import shader_blocks
+
+    text = ("// a { comment\ntextures/a/one\n{\n\tsurfaceparm nomarks\n\t{\n\t\tmap x.tga // }\n\t}\n}\n"
+            "/* textures/fake { } */\ntextures/b/two { { map $lightmap } }\n")
+    blocks = shader_blocks(text)
+    assert [name for name, _, _ in blocks] == ["textures/a/one", "textures/b/two"]
+    name, start, end = blocks[1]
+    assert text[start:end] == "textures/b/two { { map $lightmap } }"
+
+
+@pytest.mark.skipif(not os.path.isdir("/usr/lib/openarena/baseoa"), reason="needs the OpenArena game data (apt-get install openarena)")
+def test_overrides_replace_the_games_own_definitions() -> None:
+    from bugdet.worlds.openarena import assets
+
+    base = Path("/usr/lib/openarena")
+    wanted = {"textures/gothic_wall/streetbricks14": "textures/gothic_wall/streetbricks14\n{\n}",  # defined by the game
+              "textures/base_trim/deeprust": "textures/base_trim/deeprust\n{\n}"}  # an image only
+    files = assets.override_scripts(base, wanted)
+    game = assets._script_files(str(base))
+    assert set(files) == {"scripts/detailtest.shader", "scripts/zzz_bugdet.shader"}
+    ours = files["scripts/detailtest.shader"]
+    # the whole game script is shipped with only that definition swapped
+    assert len(assets.shader_blocks(ours)) == len(assets.shader_blocks(game["scripts/detailtest.shader"]))
+    assert "textures/gothic_wall/streetbricks14\n{\n}" in ours
+    assert files["scripts/zzz_bugdet.shader"].strip() == "textures/base_trim/deeprust\n{\n}"
+
+
 def test_missing_game_is_one_error_line_naming_the_packages(tmp_path: Path) -> None:
     env = dict(os.environ, PATH=str(tmp_path), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     code = "import bugdet.worlds.openarena.engine as e; e.GAME_PATHS = (); from bugdet.cli import main; main()"

@@ -71,7 +71,7 @@ class Variant:
 
     name: str
     cvars: dict[str, str] = field(default_factory=dict)
-    shaders: str | None = None
+    shaders: dict[str, str] = field(default_factory=dict)  # shader name -> replacement definition
     params: dict = field(default_factory=dict)  # what the bug was drawn with, for session.json
 
     def args(self) -> list[str]:

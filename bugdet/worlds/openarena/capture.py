@@ -214,7 +214,7 @@ class OpenArenaCapture:
         (home / "baseoa" / "demos").mkdir(parents=True, exist_ok=True)
         shutil.copy(demo, home / "baseoa" / "demos" / demo.name)
         if variant.shaders:
-            assets.write_override_pk3(home, variant.shaders)
+            assets.write_override_pk3(home, assets.override_scripts(self.engine.basepath, variant.shaders))
         args = base_cvars(home, spec.width, spec.height) + [
             "+set", "cl_aviFrameRate", f"{spec.fps:g}", "+set", "cl_aviMotionJpeg", "0", "+set", "nextdemo", "quit",
             *variant.args(), "+demo", DEMO_NAME, "+video", variant.name,
@@ -223,7 +223,8 @@ class OpenArenaCapture:
         # llvmpipe renders 320x240 at ~50 frames/s on one idle core: give up below 2 frames/s
         frames = (SKIP_FRAMES + spec.frames) * spec.width * spec.height / (320 * 240)
         log = self._log(work, variant.name)
-        with GameProcess(self.engine, args, log, env=self._env(work)) as game:
+        screen = f"{max(640, spec.width)}x{max(480, spec.height)}x24"  # the window must fit the X screen
+        with GameProcess(self.engine, args, log, screen=screen, env=self._env(work)) as game:
             game.wait_exit(60 + frames / SLOWEST_REPLAY_FPS)
         self.timings.replay_s[variant.name] = time.monotonic() - started
         path = home / "baseoa" / "videos" / f"{variant.name}.avi"

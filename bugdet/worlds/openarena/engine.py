@@ -53,13 +53,14 @@ def base_cvars(home: Path, width: int, height: int) -> list[str]:
     """Command-line settings every run shares: private homepath, window size, no sound, renderer.
 
     ``opengl1`` is the classic renderer (the one the bugs were checked with, and faster on
-    llvmpipe than ``opengl2``); ``cg_draw3dIcons 0`` draws the status-bar head as a 2D icon,
-    because the 3D head animates from wall-clock randomness and would differ between replays.
+    llvmpipe than ``opengl2``). Two HUD elements follow the wall clock and would differ between
+    replays of one demo: the animated 3D status-bar head (``cg_draw3dIcons 0`` draws it as a 2D
+    icon) and the lagometer, which plots frame and network timing (``cg_lagometer 0``).
     """
     settings = {
         "fs_homepath": str(home), "cl_renderer": "opengl1", "r_mode": "-1", "r_customwidth": str(width),
         "r_customheight": str(height), "r_fullscreen": "0", "s_initsound": "0", "in_nograb": "1",
-        "cl_motd": "0", "cg_draw3dIcons": "0", "com_introplayed": "1", "r_swapInterval": "0",
+        "cl_motd": "0", "cg_draw3dIcons": "0", "cg_lagometer": "0", "com_introplayed": "1", "r_swapInterval": "0",
     }
     args: list[str] = []
     for name, value in settings.items():
