@@ -99,7 +99,7 @@ def map_surfaces(basepath: Path, map_name: str) -> list[Surface]:
     return surfaces
 
 
-def pick_surfaces(surfaces: list[Surface], rng: np.random.Generator, share: float = 0.4) -> list[Surface]:
+def pick_surfaces(surfaces: list[Surface], rng: np.random.Generator, share: float = 0.25) -> list[Surface]:
     """A seeded subset of a map's textures (at least one) for a texture override, drawn in
     proportion to how many surfaces use each, so the broken ones are the ones on screen."""
     count = max(1, int(round(share * len(surfaces))))

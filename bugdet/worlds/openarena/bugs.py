@@ -6,8 +6,8 @@ is the per-pixel difference between the bug replay and the clean replay of the s
 
 =====================  ===============================================================
 ``low_res_texture``    ``r_picmip 3..4``: every texture loaded at 1/8..1/16 resolution
-``missing_texture``    shader overrides pointing ~40% of the map's textures at a missing image
-``stretched_texture``  shader overrides drawing ~40% of the map's textures with ``tcMod scale``
+``missing_texture``    shader overrides pointing ~25% of the map's textures at a missing image
+``stretched_texture``  shader overrides drawing ~25% of the map's textures with ``tcMod scale``
 ``camera_clipping``    an oversized near plane (``r_znear`` 40..64 units, default 4): walls
                        closer than it are cut away and the view shows through them (the
                        first-person weapon, nearer still, is cut as well: it is in the mask)
