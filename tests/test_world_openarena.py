@@ -39,7 +39,8 @@ HAVE_CC = shutil.which("cc") is not None or shutil.which("gcc") is not None
 CAN_RECORD = HAVE_GAME and HAVE_XVFB and HAVE_CC
 SKIP_REASON = "needs the Debian packages openarena, xvfb and gcc (apt-get install openarena xvfb gcc)"
 needs_game = pytest.mark.skipif(not CAN_RECORD, reason=SKIP_REASON)
-FRAMES = 30
+FRAMES = 40
+PREVALENCE = 0.3
 
 
 def test_worlds_are_named_and_importable() -> None:
@@ -112,7 +113,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("oa") / "session"
     # a near plane of 96 units cuts the walls on nearly every frame, so even a 3 s session has
     # visible camera clipping (the drawn 40..64 cut them on 15-40% of frames)
-    spec = OpenArenaSpec(map="oa_dm1", seed=5, frames=FRAMES, fps=10, prevalence=0.4, bugs=OPENARENA_BUGS, bots=2,
+    spec = OpenArenaSpec(map="oa_dm1", seed=5, frames=FRAMES, fps=10, prevalence=PREVALENCE, bugs=OPENARENA_BUGS, bots=2,
                          bug_cvars={"camera_clipping": {"r_znear": "96"}})
     record(spec, out)
     return out
@@ -162,9 +163,11 @@ def test_each_bug_has_frames_with_masks_and_an_identical_clean_twin(session: Pat
         if bug == "camera_clipping":
             assert (mask & ~weapon).mean() >= VISIBLE_SHARE[bug]
     visible = reader.info.generator["visible_frames"]
-    assert seen == {bug for bug, count in visible.items() if count}
-    # z-fighting shows only on impact marks, which a 3 s match may not leave on screen
+    assert seen <= {bug for bug, count in visible.items() if count}
+    # z-fighting shows only on impact marks, which a 4 s match may not leave on screen (or only
+    # on frames other bug types took); every other bug type is visible and placed
     assert all(visible[bug] for bug in OPENARENA_BUGS if bug != "z_fighting"), visible
+    assert seen >= set(OPENARENA_BUGS) - {"z_fighting"}
     # the first-person weapon is drawn on most frames (the followed bot may be dead on a few)
     assert np.mean([read_mask(reader.resolve(e.weapon_mask)).mean() > 0.01 for e in frames]) > 0.5
 
@@ -178,7 +181,10 @@ def test_ingest_takes_the_capture_unchanged(session: Path, tmp_path: Path) -> No
     assert {r.scene for r in rows} == {"oa_dm1"} and {r.split for r in rows} == {"train"}
     bug_rows = [r for r in rows if r.is_bug()]
     truth = json.loads((session / "session.json").read_text())["generator"]
-    assert len(bug_rows) == truth["bug_frames"] == round(0.4 * FRAMES)
+    assert len(bug_rows) == truth["bug_frames"]
+    # episodes go only where their bug is visible, kept apart by clean frames: a short, dense
+    # session may fall a little short of the target, never above it
+    assert 0.75 * round(PREVALENCE * FRAMES) <= truth["bug_frames"] <= round(PREVALENCE * FRAMES)
     for row in bug_rows:
         bug = next(name for name, t in row.ground_truth.items() if t["present"])
         assert read_mask(project.root / row.ground_truth[bug]["mask"]).any()
