@@ -79,7 +79,6 @@ class GameProcess:
     env: dict[str, str] | None = None  # the environment of the game (None: this process's)
     proc: subprocess.Popen | None = None
     lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
-    _log: list[str] = field(default_factory=list)
     _talking: threading.Event = field(default_factory=threading.Event)
 
     def start(self, timeout: float = 30.0) -> GameProcess:
@@ -97,7 +96,6 @@ class GameProcess:
         with open(self.log_path, "w", encoding="utf-8") as log:
             for line in self.proc.stdout:
                 log.write(line)
-                self._log.append(line)
                 self.lines.put(line)
                 self._talking.set()
         self._talking.set()
@@ -136,9 +134,6 @@ class GameProcess:
             self.kill()
             raise InputError(f"the game ran longer than {timeout:.0f} s and was stopped; see {self.log_path}") from None
 
-    def errors(self) -> list[str]:
-        return [line.strip() for line in self._log if "ERROR" in line or "Segmentation" in line]
-
     def kill(self) -> None:
         """Ends the game and its Xvfb. The game and X server get TERM first, so that
         ``xvfb-run`` sees its command end, reaps both and exits (killing ``xvfb-run`` first would
@@ -149,19 +144,13 @@ class GameProcess:
         for pid in _live_group_members(proc.pid):
             if pid != proc.pid:
                 _signal(pid, signal.SIGTERM)
+        if _wait_group_gone(proc, 3.0):
+            return
         try:
-            proc.wait(timeout=3.0)
-        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
-        if _live_group_members(proc.pid):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=3.0)
-            except subprocess.TimeoutExpired:
-                pass
+        _wait_group_gone(proc, 5.0)
 
     def __enter__(self) -> GameProcess:
         return self.start()
@@ -173,6 +162,18 @@ class GameProcess:
                 self.proc.stdin.close()
             except OSError:
                 pass
+
+
+def _wait_group_gone(proc: subprocess.Popen, timeout: float) -> bool:
+    """Reaps ``proc`` and waits until nothing of its process group runs; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc.poll()
+        if proc.returncode is not None and not _live_group_members(proc.pid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def _signal(pid: int, sig: int) -> None:
