@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "bugdet.cli.project_cmd",
     "bugdet.cli.demo_cmd",
     "bugdet.cli.playtest_cmd",
+    "bugdet.cli.openarena_cmd",
     "bugdet.cli.ingest_cmd",
     "bugdet.cli.segment_cmd",
     "bugdet.cli.filter_cmd",
