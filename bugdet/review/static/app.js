@@ -421,7 +421,8 @@ function showMapHover(ev, at) {
   const wrap = $("#map-wrap").getBoundingClientRect();
   if (img.dataset.mask !== String(hit.mask_id)) { img.src = `/api/masks/${hit.mask_id}/thumb.png`; img.dataset.mask = hit.mask_id; }
   img.alt = `mask ${hit.mask_id}`;
-  img.style.left = `${Math.min(ev.clientX - wrap.left + 14, wrap.width - 110)}px`;
+  const x = ev.clientX - wrap.left;  // beside the pointer, on whichever side has room
+  img.style.left = `${x + 124 < wrap.width ? x + 14 : x - 114}px`;
   img.style.top = `${Math.max(0, ev.clientY - wrap.top - 110)}px`;
   img.classList.remove("hidden");
   $("#map-canvas").style.cursor = "pointer";
@@ -458,7 +459,7 @@ function renderMapSelection() {
       el("button", { id: "map-reject", class: "reject", text: `Reject selected (${ids.length})`, onclick: () => act(() => decideMap(ids, "reject")) }),
       el("button", { class: "secondary", text: "Clear", onclick: () => { state.mapSelected.clear(); drawMap(); renderMapSelection(); } })),
     el("div", { class: "thumbs small" }, ...shown.map((id) => thumb(id, { onclick: () => act(() => openMask(id, ids)) }))),
-    ids.length > shown.length ? el("p", { class: "muted", text: `and ${ids.length - shown.length} more` }) : null);
+    ...(ids.length > shown.length ? [el("p", { class: "muted", text: `and ${ids.length - shown.length} more` })] : []));
 }
 
 // The map's selection (or its clicked dot) as one all-or-nothing decision.
