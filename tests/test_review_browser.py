@@ -491,7 +491,7 @@ def test_flag_keys_frame_strip_filters_and_zoomed_drawing(project, server, brows
     # The frame strip: server-side filters and file-name search.
     page.keyboard.press("4")
     page.wait_for_function("state.frames.length > 0 && state.frameImage !== undefined")
-    strip = lambda: sorted(int(i) for i in page.eval_on_selector_all("#frame-strip .frame-tile", "ns => ns.map(n => n.dataset.frame)"))  # noqa: E731
+    strip = lambda: sorted(int(i) for i in page.eval_on_selector_all("#frame-strip .frame-tile", "ns => ns.map(n => n.dataset.frame)"))
     assert strip() == sorted(frames)
     page.select_option("#frame-flagged", "yes")
     page.wait_for_function(f"document.querySelectorAll('#frame-strip .frame-tile').length === {len(flagged)}")
