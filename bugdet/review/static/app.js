@@ -404,13 +404,18 @@ function mapUp(ev) {
   renderMapSelection();
 }
 
+// Wheel zoom of a {scale, tx, ty} view about the canvas point under the pointer, which stays put.
+function zoomAt(view, [x, y], deltaY, maxScale) {
+  const scale = Math.min(maxScale, Math.max(1, view.scale * Math.exp(-deltaY * 0.0015)));
+  view.tx = x - (x - view.tx) * (scale / view.scale); view.ty = y - (y - view.ty) * (scale / view.scale);
+  view.scale = scale;
+  if (scale === 1) { view.tx = 0; view.ty = 0; }
+}
+
 function mapWheel(ev) {
   if (!state.map) return;
   ev.preventDefault();
-  const v = state.mapView, [x, y] = canvasXY($("#map-canvas"), ev);
-  const scale = Math.min(60, Math.max(1, v.scale * Math.exp(-ev.deltaY * 0.0015)));
-  v.tx = x - (x - v.tx) * (scale / v.scale); v.ty = y - (y - v.ty) * (scale / v.scale); v.scale = scale;
-  if (scale === 1) { v.tx = 0; v.ty = 0; }
+  zoomAt(state.mapView, canvasXY($("#map-canvas"), ev), ev.deltaY, 60);
   hideMapHover();
   drawMap();
 }
@@ -655,9 +660,7 @@ function clampDrawView() {
 function drawWheel(ev) {
   if (!state.frameImage) return;
   ev.preventDefault();
-  const v = state.drawView, [x, y] = canvasXY($("#draw-canvas"), ev);
-  const scale = Math.min(16, Math.max(1, v.scale * Math.exp(-ev.deltaY * 0.0015)));
-  v.tx = x - (x - v.tx) * (scale / v.scale); v.ty = y - (y - v.ty) * (scale / v.scale); v.scale = scale;
+  zoomAt(state.drawView, canvasXY($("#draw-canvas"), ev), ev.deltaY, 16);
   clampDrawView();
   drawCanvas();
 }
