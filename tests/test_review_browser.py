@@ -449,13 +449,16 @@ def test_embedding_map_zoom_pan_hover_and_box_and_lasso_selection(project, serve
     assert ring[:3] == [0, 0, 0] or max(ring[:3]) < 60, ring
     snap(page, shots, "11-map-selection")
 
+    before = mask_status(project)
     page.keyboard.press("r")  # rejects the whole selection, in one request
     page.wait_for_function(f"document.querySelector('#message').innerText.includes('Rejected {len(start)} masks')")
     assert len(posts) == 1 and sorted(json.loads(posts[0])["mask_ids"]) == sorted(start)
     status = mask_status(project)
     assert all(status[i] == "reject" for i in start)
-    page.keyboard.press("u")
+    page.keyboard.press("Control+z")  # the other undo key: the whole selection's batch is revoked
     page.wait_for_function("document.querySelector('#message').innerText.startsWith('Undone')")
+    after = mask_status(project)
+    assert {i: after.get(i) for i in start} == {i: before.get(i) for i in start}
     assert not errors, errors
 
 

@@ -285,8 +285,9 @@ async function loadMap() {
   renderMapSelection();
 }
 
+let mapCanvasNode = null;  // looked up once: mapXY runs for every dot on every pointer move
 function mapBase(p) {
-  const canvas = $("#map-canvas");
+  const canvas = mapCanvasNode || (mapCanvasNode = $("#map-canvas"));
   return [30 + p.x * (canvas.width - MAP_LEGEND - 60), 30 + p.y * (canvas.height - 60)];
 }
 
