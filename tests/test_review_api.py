@@ -410,6 +410,94 @@ def test_flags_and_frames_page_with_totals(client, project):
     assert [f["frame_id"] for p in pages for f in p["frames"]] == every_frame
 
 
+def test_frame_strip_filters_searches_and_pages_on_the_server(client, project, monkeypatch):
+    conn = project.connect()
+    try:
+        frames = {r["id"]: r for r in conn.execute("SELECT id, path, split FROM frames ORDER BY id")}
+        flagged = {r[0] for r in conn.execute("SELECT DISTINCT frame_id FROM flags")}
+        with_masks = {r[0] for r in conn.execute("SELECT DISTINCT frame_id FROM masks")}
+    finally:
+        conn.close()
+    every = set(frames)
+    assert flagged and with_masks and flagged != with_masks and flagged | with_masks <= every
+
+    def ids(**params) -> list[int]:
+        data = client.get("/api/frames", params={"limit": 500, **params}).json()
+        assert data["total"] == len(data["frames"])
+        return [f["frame_id"] for f in data["frames"]]
+
+    assert ids(flagged="yes") == sorted(flagged) and ids(flagged="no") == sorted(every - flagged)
+    assert ids(has_masks="yes") == sorted(with_masks) and ids(has_masks="no") == sorted(every - with_masks)
+    assert ids(flagged="yes", has_masks="yes") == sorted(flagged & with_masks)
+
+    # A flag verdict writes a frame label: the frame turns up under "labeled" (and not under "not labeled").
+    flag = client.get("/api/flags", params={"status": "pending", "limit": 1}).json()["flags"][0]
+    verdict = client.post(f"/api/flags/{flag['id']}/decision", json={"verdict": "reject", "who": WHO}).json()
+    assert flag["frame_id"] in ids(labeled="yes") and flag["frame_id"] not in ids(labeled="no")
+    assert sorted(ids(labeled="yes") + ids(labeled="no")) == sorted(every)
+    client.post("/api/undo", json={"key": verdict["history_key"]})
+
+    page = client.get("/api/frames", params={"flagged": "yes", "limit": 2, "offset": 2}).json()
+    assert page["total"] == len(flagged) and [f["frame_id"] for f in page["frames"]] == sorted(flagged)[2:4]
+    one = page["frames"][0]
+    assert one["flags"] >= 1 and one["name"] == frames[one["frame_id"]]["path"].rsplit("/", 1)[-1]
+    assert page["splits"] == sorted({r["split"] for r in frames.values()})
+
+    # Search by a piece of the file name; LIKE's wildcards are taken literally.
+    target = min(with_masks)
+    name = frames[target]["path"].rsplit("/", 1)[-1]
+    piece = name[len(name) // 3: len(name) // 3 + 12]
+    found = ids(q=piece.upper())
+    assert target in found and all(piece.lower() in frames[f]["path"].lower() for f in found)
+    assert ids(q="%") == [] and ids(q="no-such-frame") == []
+    split = frames[target]["split"]
+    assert ids(split=split) == sorted(f for f, r in frames.items() if r["split"] == split)
+    assert ids(split="(none)") == sorted(f for f, r in frames.items() if r["split"] == "")
+
+    bad = client.get("/api/frames", params={"labeled": "maybe"})
+    assert bad.status_code == 400 and "'labeled' must be one of any, yes, no" in bad.json()["error"]
+
+    full = _png(client.get(f"/api/frames/{target}/image.png"))
+    assert _png(client.get(f"/api/frames/{target}/thumb.png")).shape == full.shape  # already small: unchanged
+    from bugdet.review.api import frames as frames_api
+    monkeypatch.setattr(frames_api, "FRAME_THUMB", 80)
+    assert _png(client.get(f"/api/frames/{target}/thumb.png")).shape[:2] == (60, 80)  # 160x120 shrunk
+
+
+def test_cluster_lists_undecided_masks_only_and_counts_progress(client, project):
+    run, members = _latest_run(project)
+    sizes = {c: sum(m.cluster == c for m in members) for c in range(run.k)}
+    cluster = max(sizes, key=sizes.get)
+    before = client.get(f"/api/clusters/{cluster}/masks", params={"limit": 500}).json()
+    undecided = [m["mask_id"] for m in before["masks"] if m["status"] is None]
+    assert len(undecided) >= 3
+    chosen = undecided[:3]
+    res = client.post("/api/masks/decision", json={"mask_ids": chosen, "action": "reject", "who": WHO,
+                                                   "context": f"cluster {cluster}"}).json()
+    try:
+        listed = client.get(f"/api/clusters/{cluster}/masks", params={"show": "undecided", "limit": 500}).json()
+        status = mask_status(project, [m.mask_id for m in members])
+        in_cluster = [m.mask_id for m in members if m.cluster == cluster]
+        assert listed["show"] == "undecided" and listed["size"] == sizes[cluster]
+        assert {m["mask_id"] for m in listed["masks"]} == {m for m in in_cluster if m not in status}
+        assert listed["total"] == len(listed["masks"]) == sizes[cluster] - listed["decided"]
+        assert not set(chosen) & {m["mask_id"] for m in listed["masks"]}
+        paged = client.get(f"/api/clusters/{cluster}/masks", params={"show": "undecided", "limit": 2, "offset": 1}).json()
+        assert [m["mask_id"] for m in paged["masks"]] == [m["mask_id"] for m in listed["masks"]][1:3]
+
+        overview = client.get("/api/clusters").json()
+        progress = overview["progress"]
+        assert progress["total"] == len(members) and progress["decided"] == len(status)
+        assert progress["rejected"] == sum(v == "reject" for v in status.values())
+        assert {c["cluster"]: c["decided"] for c in overview["clusters"]}[cluster] == listed["decided"]
+    finally:
+        client.post("/api/undo", json={"key": res["history_key"]})
+    after = client.get(f"/api/clusters/{cluster}/masks", params={"show": "undecided", "limit": 500}).json()
+    assert set(chosen) <= {m["mask_id"] for m in after["masks"]}  # the undone batch is undecided again
+    bad = client.get(f"/api/clusters/{cluster}/masks", params={"show": "some"})
+    assert bad.status_code == 400 and "'show' must be one of all, undecided" in bad.json()["error"]
+
+
 def test_export_decisions_and_labels_as_json_and_csv(client, project):
     client.post("/api/masks/decision", json={"mask_ids": [1], "action": "keep", "who": WHO})
     history = client.get("/api/history").json()

@@ -7,6 +7,7 @@ Screenshots of each main view are saved under the test's tmp dir and copied to
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -270,6 +271,259 @@ def test_frame_filling_click_mask_is_flagged_confirmed_and_its_undo_stays_in_his
     assert "undone" in page.inner_text(row) and f"saved weapon mask {saved.id}" in page.inner_text(row)
     snap(page, shots, "8-history-undone-mask")
     assert prompt_weapon_masks(project).get(frame_id) is None or prompt_weapon_masks(project)[frame_id].id != saved.id
+    assert not errors, errors
+
+
+def _open_page(page: Page, server: Server, who: str) -> list[str]:
+    """The page, ready, with the tester's name typed and the name box left (Esc), so keys reach the page;
+    the POST /api/masks/decision requests it sends are collected in the returned list."""
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.post_data or "") if r.method == "POST" and r.url.endswith("/api/masks/decision") else None)
+    page.goto(f"{server.url}/?token={TOKEN}")
+    page.wait_for_selector("body[data-ready='1']")
+    page.fill("#who", who)
+    page.keyboard.press("Escape")
+    return posts
+
+
+def _cluster_sizes(project) -> dict[int, list[int]]:
+    conn = project.connect()
+    try:
+        run = conn.execute("SELECT MAX(id) FROM cluster_runs").fetchone()[0]
+        out: dict[int, list[int]] = {}
+        for r in conn.execute("SELECT cluster, mask_id FROM cluster_members WHERE run_id = ? ORDER BY mask_id", (run,)):
+            out.setdefault(r[0], []).append(r[1])
+        return out
+    finally:
+        conn.close()
+
+
+def test_keyboard_and_bulk_decisions_in_an_opened_cluster(project, server, browser_page, tmp_path):
+    page, errors = browser_page
+    shots = tmp_path / "screenshots"
+    posts = _open_page(page, server, "kim")
+    page.keyboard.press("?")
+    page.wait_for_selector("#help:not(.hidden)")
+    assert "undo your last action" in page.inner_text("#help")
+    snap(page, shots, "9-keys-help")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#help", state="hidden")
+
+    members = _cluster_sizes(project)
+    biggest = max(members, key=lambda c: len(members[c]))
+    page.wait_for_selector(".card.cluster")
+    for _ in range(biggest):
+        page.keyboard.press("l")
+    assert page.get_attribute(".card.cluster.cursor", "data-cluster") == str(biggest)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#cluster-masks .tile")
+    assert page.inner_text("#cluster-title") == f"Cluster {biggest}"
+
+    # Click, Shift+click a range, Ctrl+click one out: three of the first four selected.
+    tiles = page.locator("#cluster-masks .tile")
+    ids = [int(tiles.nth(i).get_attribute("data-mask")) for i in range(4)]
+    tiles.nth(0).click()
+    tiles.nth(3).click(modifiers=["Shift"])
+    tiles.nth(1).click(modifiers=["Control"])
+    chosen = [ids[0], ids[2], ids[3]]
+    assert page.inner_text("#cluster-keep") == "Keep selected (3)"
+    assert sorted(int(t) for t in page.eval_on_selector_all("#cluster-masks .tile.selected", "ns => ns.map(n => n.dataset.mask)")) == sorted(chosen)
+    snap(page, shots, "10-cluster-bulk-selection")
+    before = mask_status(project)
+    page.keyboard.press("k")  # keeps the selection: one request, one history entry
+    page.wait_for_function("document.querySelector('#message').innerText.includes('Kept 3 masks')")
+    assert len(posts) == 1 and sorted(json.loads(posts[0])["mask_ids"]) == sorted(chosen)
+    status = mask_status(project)
+    assert all(status[m] == "keep" for m in chosen) and status.get(ids[1]) == before.get(ids[1])
+    page.wait_for_function("document.querySelectorAll('#cluster-masks .tile.selected').length === 0")
+
+    # Undecided only (f) lists exactly the masks nobody has judged; the progress line counts the rest.
+    page.keyboard.press("f")
+    page.wait_for_selector("#cluster-detail .seg[data-show='undecided'][aria-pressed='true']")
+    undecided = [m for m in members[biggest] if m not in status]
+    listed = sorted(int(t) for t in page.eval_on_selector_all("#cluster-masks .tile", "ns => ns.map(n => n.dataset.mask)"))
+    assert listed == sorted(undecided)
+    decided = len(members[biggest]) - len(undecided)
+    assert f"{decided} of {len(members[biggest])} decided in this cluster" in page.inner_text("#cluster-progress")
+    run_total = sum(len(v) for v in members.values())
+    assert f"{len(status)} of {run_total} masks decided in this run" in page.inner_text("#run-progress")
+    page.keyboard.press("f")
+    page.wait_for_selector("#cluster-detail .seg[data-show='all'][aria-pressed='true']")
+
+    page.keyboard.press("u")  # undo the batch: the three masks are as they were
+    page.wait_for_function("document.querySelector('#message').innerText.startsWith('Undone')")
+    assert {m: mask_status(project).get(m) for m in chosen} == {m: before.get(m) for m in chosen}
+
+    # Enter opens the highlighted mask; r rejects it and shows the next; Esc closes viewer, then cluster.
+    page.wait_for_selector("#cluster-masks .tile")
+    page.keyboard.press("l")
+    cursor = int(page.get_attribute("#cluster-masks .tile.cursor", "data-mask"))
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#mask-viewer:not(.hidden)")
+    assert f"/api/masks/{cursor}/overlay.png" in page.get_attribute("#mask-viewer-img", "src")
+    page.keyboard.press("r")
+    page.wait_for_function(f"state.viewerMask !== {cursor}")
+    assert mask_status(project)[cursor] == "reject"
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#mask-viewer", state="hidden")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#cluster-detail", state="hidden")
+
+    # Keys typed into a text box are text, not decisions.
+    page.keyboard.press("3")
+    page.wait_for_selector("#view-text:not(.hidden)")
+    page.click("#text-prompt")
+    page.keyboard.type("rk u")
+    assert page.input_value("#text-prompt") == "rk u" and len(posts) == 2
+    assert not errors, errors
+
+
+def test_embedding_map_zoom_pan_hover_and_box_and_lasso_selection(project, server, browser_page, tmp_path):
+    page, errors = browser_page
+    shots = tmp_path / "screenshots"
+    posts = _open_page(page, server, "lee")
+    page.keyboard.press("2")
+    page.wait_for_function("state.map !== null && state.map.points.length > 0")
+    box = page.locator("#map-canvas").bounding_box()
+    to_page = box["width"] / 720  # canvas pixels -> page pixels
+
+    def screen() -> dict[int, tuple[float, float]]:
+        pts = page.evaluate("state.map.points.map(p => [p.mask_id, ...mapXY(p)])")
+        return {int(i): (box["x"] + x * to_page, box["y"] + y * to_page) for i, x, y in pts}
+
+    start = screen()
+    page.mouse.move(box["x"] + 250, box["y"] + 250)
+    page.mouse.wheel(0, -300)
+    page.wait_for_function("state.mapView.scale > 1.5")
+    zoomed, scale = screen(), page.evaluate("state.mapView.scale")
+    anchor = (box["x"] + 250, box["y"] + 250)  # the point under the pointer stays put
+    for i, (x, y) in start.items():
+        assert abs(zoomed[i][0] - (anchor[0] + (x - anchor[0]) * scale)) < 1 and abs(zoomed[i][1] - (anchor[1] + (y - anchor[1]) * scale)) < 1
+    page.mouse.move(box["x"] + 300, box["y"] + 300)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 260, box["y"] + 330, steps=4)
+    page.mouse.up()
+    panned = screen()
+    assert all(abs(panned[i][0] - zoomed[i][0] + 40) < 1 and abs(panned[i][1] - zoomed[i][1] - 30) < 1 for i in start)
+    page.click("#map-reset")
+    assert screen() == start
+
+    # Hover over a dot: its thumbnail appears beside the pointer.
+    hover_id, (hx, hy) = next(iter(start.items()))
+    page.mouse.move(hx, hy)
+    page.wait_for_selector("#map-hover:not(.hidden)")
+    assert page.get_attribute("#map-hover", "src").endswith(f"/api/masks/{hover_id}/thumb.png")
+
+    # Shift+drag a box around the left half of the dots; then a lasso (drag mode) adds the rest with Ctrl.
+    xs = sorted(x for x, _ in start.values())
+    cut = (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+    left = {i for i, (x, _) in start.items() if x < cut}
+    page.keyboard.down("Shift")
+    page.mouse.move(box["x"] + 2, box["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(cut, box["y"] + box["height"] - 2, steps=5)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    assert set(page.evaluate("[...state.mapSelected]")) == left
+    page.click("[data-map-mode=lasso]")
+    right = box["x"] + (720 - 140) * to_page - 2
+    page.keyboard.down("Control")
+    page.mouse.move(cut, box["y"] + 2)
+    page.mouse.down()
+    for x, y in ((right, box["y"] + 2), (right, box["y"] + box["height"] - 2), (cut, box["y"] + box["height"] - 2)):
+        page.mouse.move(x, y, steps=3)
+    page.mouse.up()
+    page.keyboard.up("Control")
+    selected = set(page.evaluate("[...state.mapSelected]"))
+    assert selected == set(start) and page.inner_text("#map-reject") == f"Reject selected ({len(start)})"
+    page.click("[data-map-mode=pan]")
+
+    # Click a dot: it is highlighted (a dark ring drawn around it) and shown on its frame.
+    focus_id = min(start, key=lambda i: start[i][0])
+    fx, fy = start[focus_id]
+    page.mouse.click(fx, fy)
+    page.wait_for_selector("#map-focus img.overlay")
+    assert page.evaluate("state.mapFocus") == focus_id and f"Mask {focus_id}" in page.inner_text("#map-focus")
+    cx, cy = page.evaluate(f"mapXY(state.map.points.find(p => p.mask_id === {focus_id}))")
+    ring = page.evaluate(f"Array.from(document.querySelector('#map-canvas').getContext('2d').getImageData({round(cx + 11)}, {round(cy)}, 1, 1).data)")
+    assert ring[:3] == [0, 0, 0] or max(ring[:3]) < 60, ring
+    snap(page, shots, "11-map-selection")
+
+    before = mask_status(project)
+    page.keyboard.press("r")  # rejects the whole selection, in one request
+    page.wait_for_function(f"document.querySelector('#message').innerText.includes('Rejected {len(start)} masks')")
+    assert len(posts) == 1 and sorted(json.loads(posts[0])["mask_ids"]) == sorted(start)
+    status = mask_status(project)
+    assert all(status[i] == "reject" for i in start)
+    page.keyboard.press("Control+z")  # the other undo key: the whole selection's batch is revoked
+    page.wait_for_function("document.querySelector('#message').innerText.startsWith('Undone')")
+    after = mask_status(project)
+    assert {i: after.get(i) for i in start} == {i: before.get(i) for i in start}
+    assert not errors, errors
+
+
+def test_flag_keys_frame_strip_filters_and_zoomed_drawing(project, server, browser_page, tmp_path):
+    page, errors = browser_page
+    shots = tmp_path / "screenshots"
+    _open_page(page, server, "max")
+    page.keyboard.press("5")
+    page.wait_for_selector(".card.flag")
+    assert page.locator("#view-flags .segmented button.flag-filter[aria-pressed='true']").count() == 1
+    page.wait_for_function("Array.from(document.querySelectorAll('.flag-crop')).some(c => "
+                           "c.getContext('2d').getImageData(80, 80, 1, 1).data[3] > 0)")  # the box's region, enlarged
+    cards = page.locator(".card.flag")
+    second = int(cards.nth(1).get_attribute("data-flag"))
+    page.keyboard.press("l")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#flag-viewer:not(.hidden) .flag-crop")
+    snap(page, shots, "12-flag-enlarged")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#flag-viewer", state="hidden")
+    page.keyboard.press("y")
+    page.wait_for_function(f"!document.querySelector(\".card.flag[data-flag='{second}']\")")
+    conn = project.connect()
+    try:
+        flag = next(f for f in list_flags(conn) if f.id == second)
+        frames = {r[0]: r[1] for r in conn.execute("SELECT id, path FROM frames")}
+        flagged = {r[0] for r in conn.execute("SELECT frame_id FROM flags")}
+    finally:
+        conn.close()
+    assert flag.status == "confirmed" and flag.reviewed_by == "max"
+    snap(page, shots, "13-flags-after-key")
+
+    # The frame strip: server-side filters and file-name search.
+    page.keyboard.press("4")
+    page.wait_for_function("state.frames.length > 0 && state.frameImage !== undefined")
+    strip = lambda: sorted(int(i) for i in page.eval_on_selector_all("#frame-strip .frame-tile", "ns => ns.map(n => n.dataset.frame)"))
+    assert strip() == sorted(frames)
+    page.select_option("#frame-flagged", "yes")
+    page.wait_for_function(f"document.querySelectorAll('#frame-strip .frame-tile').length === {len(flagged)}")
+    assert strip() == sorted(flagged)
+    page.select_option("#frame-flagged", "any")
+    target = max(frames)
+    piece = frames[target].rsplit("/", 1)[-1][:10]
+    page.fill("#frame-search", piece)
+    page.wait_for_function("document.querySelectorAll('#frame-strip .frame-tile').length === 1")
+    assert strip() == [target] and page.inner_text("#frames-page") == "frames 1-1 of 1"
+    page.fill("#frame-search", "")
+    page.wait_for_function(f"document.querySelectorAll('#frame-strip .frame-tile').length === {len(frames)}")
+
+    # Zoom on the drawing canvas; a click lands on the image pixel under the pointer.
+    canvas = page.locator("#draw-canvas").bounding_box()
+    page.mouse.move(canvas["x"] + canvas["width"] * 0.3, canvas["y"] + canvas["height"] * 0.6)
+    page.mouse.wheel(0, -500)
+    page.wait_for_function("state.drawView.scale > 2")
+    target_px = (41.0, 77.0)
+    cx, cy = page.evaluate(f"toCanvas({target_px[0]}, {target_px[1]})")
+    width = page.evaluate("document.querySelector('#draw-canvas').width")
+    page.mouse.click(canvas["x"] + cx * canvas["width"] / width, canvas["y"] + cy * canvas["width"] / width)
+    page.wait_for_function("state.prompt.points.length === 1")
+    point = page.evaluate("state.prompt.points[0]")
+    frame_w = page.evaluate("state.frames[state.frameIndex].width")
+    tolerance = frame_w / width / page.evaluate("state.drawView.scale") + 0.1  # one screen pixel in image pixels
+    assert abs(point[0] - target_px[0]) <= tolerance and abs(point[1] - target_px[1]) <= tolerance, point
+    page.wait_for_selector("#draw-save-source:not([disabled])")
+    snap(page, shots, "14-draw-zoomed-strip")
     assert not errors, errors
 
 

@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from bugdet.errors import BugdetError, ConfigError, InputError
 from bugdet.project import Project
-from bugdet.review.api import clusters, flags, geometry, history, map as map_api, text
+from bugdet.review.api import clusters, flags, frames, geometry, history, map as map_api, text
 from bugdet.review.auth import TokenMiddleware
 from bugdet.review.state import NotFound, ReviewState
 from bugdet.segment.prompts import FrameFillingMaskError
@@ -62,7 +62,7 @@ def create_app(project: Project, token: str | None = None, allowed_hosts: list[s
     state = ReviewState(project, token)
     routes = [
         Route("/", index),
-        *clusters.routes, *map_api.routes, *text.routes, *geometry.routes, *flags.routes, *history.routes,
+        *clusters.routes, *map_api.routes, *text.routes, *frames.routes, *geometry.routes, *flags.routes, *history.routes,
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(

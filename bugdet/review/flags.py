@@ -74,6 +74,10 @@ SCHEMA = [
     );
     CREATE INDEX flag_reviews_flag ON flag_reviews(flag_id);
     """,
+    # The Draw tab's frame strip filters frames by "has a flag": without this, every frame scans all flags.
+    """
+    CREATE INDEX flags_frame ON flags(frame_id);
+    """,
 ]
 
 

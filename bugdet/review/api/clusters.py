@@ -20,6 +20,8 @@ from bugdet.segment.masks import MaskRecord, ensure_masks_schema
 
 EXEMPLARS = 8
 ACTIONS = ("keep", "reject")
+#: What an opened cluster lists: every mask, or only those without a decision yet.
+SHOW = ("all", "undecided")
 
 
 def _run(conn, args: Args) -> ClusterRun:
@@ -92,23 +94,33 @@ def clusters(state: ReviewState, args: Args) -> dict:
         out.append({
             "cluster": c, "size": len(ms), "in_bank": sum(m.state == "kept" for m in ms),
             "kept": statuses.count("keep"), "rejected": statuses.count("reject"),
+            "decided": len(ms) - statuses.count(None),
             "verdict": verdicts.get(c), "exemplars": [m.mask_id for m in ms[:EXEMPLARS]],
         })
-    return {"run": {"id": run.id, "k": run.k, "n_points": run.n_points, "model_key": run.model_key}, "clusters": out}
+    decided = sum(c["decided"] for c in out)
+    return {"run": {"id": run.id, "k": run.k, "n_points": run.n_points, "model_key": run.model_key},
+            "progress": {"decided": decided, "total": len(members),
+                         "kept": sum(c["kept"] for c in out), "rejected": sum(c["rejected"] for c in out)},
+            "clusters": out}
 
 
 def cluster_masks(state: ReviewState, args: Args) -> dict:
-    """One page of a cluster's masks, nearest the centroid first."""
+    """One page of a cluster's masks, nearest the centroid first; ``show=undecided`` pages through
+    only the masks nobody has kept or rejected yet (``total`` then counts those)."""
     cluster = args.int("cluster", lo=0)
     offset, limit = args.int("offset", 0, lo=0), args.int("limit", 48, lo=1, hi=500)
+    show = args.str("show", "all", choices=SHOW)
     with state.db() as conn:
         run = _run(conn, args)
         if cluster >= run.k:
             raise NotFound(f"run {run.id} has clusters 0..{run.k - 1}, not {cluster}")
         members = sorted(run_members(conn, run.id, cluster), key=lambda m: -m.similarity)
-        page = members[offset:offset + limit]
-        status = mask_status(conn, [m.mask_id for m in page])
-    return {"run": run.id, "cluster": cluster, "total": len(members), "offset": offset,
+        status = mask_status(conn, [m.mask_id for m in members])
+    undecided = [m for m in members if m.mask_id not in status]
+    listed = undecided if show == "undecided" else members
+    page = listed[offset:offset + limit]
+    return {"run": run.id, "cluster": cluster, "show": show, "total": len(listed), "offset": offset,
+            "size": len(members), "decided": len(members) - len(undecided),
             "masks": [{"mask_id": m.mask_id, "similarity": round(m.similarity, 4), "state": m.state,
                        "status": status.get(m.mask_id)} for m in page]}
 

@@ -19,14 +19,13 @@ from starlette.routing import Route
 
 from bugdet.errors import InputError
 from bugdet.refine.rules import decide_masks
-from bugdet.review.api.common import Args, endpoint, png_response
+from bugdet.review.api.common import Args, endpoint
 from bugdet.review.history import SOURCE_MASK_NOTE, remember_replaced
 from bugdet.review.images import data_uri, mask_rgba, png_bytes
 from bugdet.review.state import ReviewState
 from bugdet.segment.masks import mask_bbox
 from bugdet.segment.prompts import LARGE_MASK_FRACTION, check_role_mask, frame_fraction, is_frame_filling, make_prompt
 from bugdet.segment.store import PROMPT_BACKEND, role_masks, save_prompt_mask
-from bugdet.store.frames import ensure_frames_schema
 
 ROLES = ("source", "weapon")
 MAX_POINTS = 64
@@ -82,24 +81,6 @@ def _predict(state: ReviewState, frame_id: int, args: Args) -> Prediction:
         mask, score = predictor.predict(points=points, labels=labels, box=box)
         spec = make_prompt(predictor.image_shape, points, labels, box).to_meta()
     return Prediction(mask, score, spec, predictor.name, cached, time.perf_counter() - started)
-
-
-def list_frames(state: ReviewState, args: Args) -> dict:
-    """One page of the project's frames in id order, with the total (the frame picker pages through them)."""
-    offset, limit = args.int("offset", 0, lo=0), args.int("limit", 60, lo=1, hi=500)
-    with state.db() as conn:
-        ensure_frames_schema(conn)
-        total = conn.execute("SELECT COUNT(*) FROM frames").fetchone()[0]
-        rows = conn.execute("SELECT id, width, height, scene, split FROM frames ORDER BY id LIMIT ? OFFSET ?",
-                            (limit, offset)).fetchall()
-    return {"total": total, "offset": offset, "limit": limit,
-            "frames": [{"frame_id": r["id"], "width": r["width"], "height": r["height"], "scene": r["scene"],
-                        "split": r["split"]} for r in rows]}
-
-
-def frame_image(state: ReviewState, args: Args):
-    _, rgb = state.frame(args.int("frame_id"))
-    return png_response(png_bytes(rgb), cache_seconds=3600)
 
 
 def frame_masks(state: ReviewState, args: Args) -> dict:
@@ -167,8 +148,6 @@ def save(state: ReviewState, args: Args) -> dict:
 
 
 routes = [
-    Route("/api/frames", endpoint(list_frames)),
-    Route("/api/frames/{frame_id:int}/image.png", endpoint(frame_image)),
     Route("/api/frames/{frame_id:int}/masks", endpoint(frame_masks)),
     Route("/api/frames/{frame_id:int}/prepare", endpoint(prepare), methods=["POST"]),
     Route("/api/frames/{frame_id:int}/predict", endpoint(predict), methods=["POST"]),
