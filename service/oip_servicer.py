@@ -17,7 +17,8 @@ import numpy as np
 from service import protos
 from service.batcher import DynamicBatcher
 from service.config import SERVICE_VERSION, ServerConfig
-from service.errors import InvalidRequest, status_for
+from service.echo import echo, echo_list
+from service.errors import InvalidRequest, abort, status_for
 from service.metrics import Metrics
 from service.registry import ModelRegistry
 from service.requests import deadline_of, run_frames
@@ -38,7 +39,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except Exception as exc:  # noqa: BLE001 - mapped to a status, never a crash
             code, message = status_for(exc)
             self.metrics.requests.inc(method=method, code=code.name)
-            context.abort(code, message)
+            abort(context, code, message)
         self.metrics.requests.inc(method=method, code="OK")
         self.metrics.latency.observe(time.perf_counter() - started, method=method)
         return response
@@ -86,7 +87,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         requested = [o.name for o in request.outputs] or list(OUTPUTS)
         unknown = [name for name in requested if name not in tensors]
         if unknown:
-            raise InvalidRequest(f"unknown output(s) {unknown}; {model.name} has {list(OUTPUTS)}")
+            raise InvalidRequest(f"unknown output(s) {echo_list(unknown)}; {model.name} has {list(OUTPUTS)}")
         response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
         for name in requested:
             array = np.ascontiguousarray(tensors[name], dtype=np.float32)
@@ -97,11 +98,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def _input_frames(self, request, model) -> np.ndarray:
         spec = model.manifest.input
         if len(request.inputs) != 1 or request.inputs[0].name != spec.name:
-            names = [i.name for i in request.inputs]
-            raise InvalidRequest(f"{model.name} takes exactly one input {spec.name!r}, got {names}")
+            raise InvalidRequest(f"{model.name} takes exactly one input {spec.name!r}, got {echo_list(i.name for i in request.inputs)}")
         tensor = request.inputs[0]
         if tensor.datatype != "UINT8":
-            raise InvalidRequest(f"input {spec.name!r} must be UINT8, got {tensor.datatype or 'no datatype'}")
+            raise InvalidRequest(f"input {spec.name!r} must be UINT8, got {echo(tensor.datatype) if tensor.datatype else 'no datatype'}")
         shape = list(tensor.shape)
         expected = [spec.height, spec.width, 3]
         if len(shape) != 4 or shape[1:] != expected or shape[0] < 1:

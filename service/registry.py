@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from service.echo import echo
 from service.model_package import (
     ALIAS_NAME, PackageError, PackageManifest, has_alias, is_unpromoted_registry_model, load_manifest, read_alias,
 )
@@ -32,6 +33,11 @@ log = logging.getLogger("bugdet.service")
 
 class ModelNotFound(LookupError):
     """The request names a model (or version) that is not served."""
+
+
+class NoModelReady(LookupError):
+    """No model is loaded yet (a server starting or restarting): worth retrying, unlike
+    :class:`ModelNotFound`, so it maps to UNAVAILABLE."""
 
 
 @dataclass
@@ -68,20 +74,19 @@ class ModelRegistry:
 
     def get(self, name: str = "", version: str = "") -> LoadedModel:
         models = self._models
+        if not models:  # whatever was asked for may well be served once loading finishes
+            raise NoModelReady("no model is loaded yet (the server is starting or its packages are still loading); retry shortly")
         if not name:
             if len(models) == 1:
                 model = next(iter(models.values()))
-            elif not models:
-                raise ModelNotFound("no model is loaded yet")
             else:
                 raise ModelNotFound(f"several models are served ({', '.join(sorted(models))}); name one")
         else:
             model = models.get(name)
             if model is None:
-                served = ", ".join(sorted(models)) or "none"
-                raise ModelNotFound(f"unknown model {name!r} (served: {served})")
+                raise ModelNotFound(f"unknown model {echo(name)} (served: {', '.join(sorted(models))})")
         if version and version != model.version:
-            raise ModelNotFound(f"model {model.name!r} version {version!r} is not served (serving {model.version!r})")
+            raise ModelNotFound(f"model {model.name!r} version {echo(version)} is not served (serving {model.version!r})")
         return model
 
     # -- reload

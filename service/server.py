@@ -44,7 +44,8 @@ class DetectionServer:
         self.metrics = Metrics()
         self.registry = ModelRegistry(config.models_dir, config.device, warm_batches=tuple(sorted({1, config.max_batch})),
                                       on_change=self._update_health, intra_op_threads=config.intra_op_threads)
-        self.batcher = DynamicBatcher(config.max_batch, config.max_queue, config.max_queue_delay_ms, self.metrics)
+        self.batcher = DynamicBatcher(config.max_batch, config.max_queue, config.max_queue_delay_ms, self.metrics,
+                                      on_health=lambda _: self._update_health())
         self.health = health.HealthServicer()
         interceptors = [BearerTokenInterceptor(config.token)] if config.token else []
         self.server = grpc.server(
@@ -78,7 +79,10 @@ class DetectionServer:
         self.metrics_port: int | None = None
 
     def _update_health(self) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if self.registry.models() else health_pb2.HealthCheckResponse.NOT_SERVING
+        """SERVING while a model is loaded and the batcher's threads are up (one that died is
+        restarted by the batcher, which calls this again)."""
+        serving = self.registry.models() and self.batcher.healthy and not self._stop.is_set()
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", DETECTION_SERVICE, INFERENCE_SERVICE):
             self.health.set(name, status)
 
@@ -112,7 +116,7 @@ class DetectionServer:
             raise OSError(f"cannot bind {address}")
         self.server.start()
         if self.config.metrics_port is not None:
-            self._metrics_http = serve_metrics(self.metrics, self.config.host, self.config.metrics_port, lambda: bool(self.registry.models()))
+            self._metrics_http = serve_metrics(self.metrics, self.config.host, self.config.metrics_port, lambda: bool(self.registry.models()) and self.batcher.healthy)
             self.metrics_port = self._metrics_http.server_port
         self._watcher = threading.Thread(target=self._watch, name="bugdet-model-watcher", daemon=True)
         self._watcher.start()
