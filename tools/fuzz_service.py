@@ -15,8 +15,9 @@ Prints (and with ``--json`` writes) a JSON report: status codes per method, per-
 streams, ``internal`` (INTERNAL statuses raised by service code: must be 0), ``grpc_parse_internal``
 (INTERNAL that grpcio itself returns for an unparseable message, as gRPC specifies; not service
 code), ``hangs`` (calls that ran past their deadline plus ``--slack-s``, DEADLINE_EXCEEDED on a
-generous deadline, or streams that lost results: must be 0), ``health_after`` and the RSS at start
-and end. Exit status 1 when internal > 0, hangs > 0 or health is not SERVING. Only loopback
+generous deadline, or streams that lost results: must be 0), ``health_after`` and the server's RSS
+after a valid warm-up (``rss_fresh_mb``), after ``--warm-up`` uncounted fuzz requests
+(``rss_start_mb``, the baseline) and at the end. Exit status 1 when internal > 0, hangs > 0 or health is not SERVING. Only loopback
 targets are accepted.
 """
 
@@ -279,40 +280,22 @@ def health(channel: grpc.Channel) -> str:
 
 
 def fuzz(address: str, pid: int | None, count: int, seconds: float, concurrency: int, seed: int, slack: float, token: str | None,
-         progress: Callable[[str], None]) -> dict:
+         progress: Callable[[str], None], warm_up_count: int = 500) -> dict:
     options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
     channel = grpc.insecure_channel(address, options=options)
     metadata = [("authorization", f"Bearer {token}")] if token else None
     info = pb_grpc.DetectionStub(channel).GetModelInfo(pb.ModelInfoRequest(), timeout=GENEROUS_S, metadata=metadata)
     corpus = Corpus((info.input_height, info.input_width), random.Random(seed))
     warm_up(channel, corpus, metadata)
+    rss_fresh = rss_bytes(pid)
+    if warm_up_count:  # every error path once (lazy initialisation, decoder state), not counted
+        send(channel, Corpus((info.input_height, info.input_width), random.Random(seed + 1 << 20)), Tally(), warm_up_count,
+             time.monotonic() + seconds, concurrency, slack, metadata, lambda line: None)
+        warm_up(channel, corpus, metadata)
     rss_start = rss_bytes(pid)
     tally = Tally()
     started = time.monotonic()
-    stop_at = started + seconds
-    next_report = [started + 10]
-
-    def worker() -> None:
-        while time.monotonic() < stop_at:
-            with tally.lock:
-                if tally.requests + _in_flight[0] >= count:
-                    return
-                _in_flight[0] += 1
-            try:
-                run_case(channel, corpus, tally, slack, metadata)
-            finally:
-                with tally.lock:
-                    _in_flight[0] -= 1
-            if time.monotonic() > next_report[0]:
-                next_report[0] = time.monotonic() + 10
-                done = tally.requests
-                eta = (count - done) * (time.monotonic() - started) / max(done, 1)
-                progress(f"{done}/{count} requests, ETA {min(eta, stop_at - time.monotonic()):.0f} s")
-
-    _in_flight = [0]
-    with ThreadPoolExecutor(concurrency) as pool:
-        for f in [pool.submit(worker) for _ in range(concurrency)]:
-            f.result()
+    send(channel, corpus, tally, count, started + seconds, concurrency, slack, metadata, progress)
     elapsed = time.monotonic() - started
     time.sleep(1.0)  # let the server finish streams the clients abandoned
     verdict = health(channel)
@@ -324,6 +307,7 @@ def fuzz(address: str, pid: int | None, count: int, seconds: float, concurrency:
     for counter in tally.by_method.values():
         codes.update(counter)
     change = None if not (rss_start and rss_end) else round(rss_end / rss_start - 1.0, 4)
+    mb = lambda value: None if value is None else round(value / 2**20, 1)  # noqa: E731
     return {
         "target": address, "seed": seed, "count": count, "concurrency": concurrency,
         "requests": tally.requests, "seconds": round(elapsed, 2), "requests_per_s": round(tally.requests / max(elapsed, 1e-9), 1),
@@ -333,11 +317,39 @@ def fuzz(address: str, pid: int | None, count: int, seconds: float, concurrency:
         "grpc_parse_internal": tally.parse_internal,
         "hangs": len(tally.hangs), "hang_samples": tally.hangs[:10],
         "health_after": verdict,
-        "server_pid": pid,
-        "rss_start_mb": None if rss_start is None else round(rss_start / 2**20, 1),
-        "rss_end_mb": None if rss_end is None else round(rss_end / 2**20, 1),
+        "server_pid": pid, "warm_up_requests": warm_up_count,
+        "rss_fresh_mb": mb(rss_fresh), "rss_start_mb": mb(rss_start), "rss_end_mb": mb(rss_end),
         "rss_change": change, "rss_within_10pct": None if change is None else abs(change) <= 0.10,
     }
+
+
+def send(channel: grpc.Channel, corpus: Corpus, tally: Tally, count: int, stop_at: float, concurrency: int, slack: float, metadata,
+         progress: Callable[[str], None]) -> None:
+    """``count`` cases from ``concurrency`` threads, or fewer if ``stop_at`` (monotonic) comes first."""
+    started = time.monotonic()
+    next_report = [started + 10]
+    in_flight = [0]
+
+    def worker() -> None:
+        while time.monotonic() < stop_at:
+            with tally.lock:
+                if tally.requests + in_flight[0] >= count:
+                    return
+                in_flight[0] += 1
+            try:
+                run_case(channel, corpus, tally, slack, metadata)
+            finally:
+                with tally.lock:
+                    in_flight[0] -= 1
+            if time.monotonic() > next_report[0]:
+                next_report[0] = time.monotonic() + 10
+                done = tally.requests
+                eta = (count - done) * (time.monotonic() - started) / max(done, 1)
+                progress(f"{done}/{count} requests, ETA {min(eta, stop_at - time.monotonic()):.0f} s")
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        for f in [pool.submit(worker) for _ in range(concurrency)]:
+            f.result()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=600.0, help="stop after this long even if --count is not reached")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warm-up", type=int, default=500,
+                        help="fuzz requests sent (not counted) before the RSS baseline, so one-time initialisation is not read as growth")
     parser.add_argument("--slack-s", type=float, default=2.0, help="a call this far past its deadline counts as a hang")
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--server-flag", action="append", default=[], help="extra flag for the spawned server (repeatable)")
@@ -366,10 +380,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{args.models}: no such models directory")
         with SpawnedServer(str(args.models), *args.server_flag) as server:
             report = fuzz(loopback_only(server.address), server.process.pid, args.count, args.seconds, args.concurrency, args.seed,
-                          args.slack_s, None, progress)
+                          args.slack_s, None, progress, args.warm_up)
     else:
         report = fuzz(loopback_only(args.target), args.pid, args.count, args.seconds, args.concurrency, args.seed, args.slack_s,
-                      args.token, progress)
+                      args.token, progress, args.warm_up)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:
