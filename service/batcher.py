@@ -38,9 +38,9 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -217,7 +217,7 @@ class DynamicBatcher:
             try:
                 loop()
                 return
-            except BaseException as exc:  # noqa: BLE001 - whatever kills the loop, requests must not hang
+            except BaseException as exc:
                 if self._stopping:
                     return
                 self.restarts += 1
@@ -241,7 +241,7 @@ class DynamicBatcher:
         if self.on_health is not None:
             try:
                 self.on_health(healthy)
-            except Exception:  # noqa: BLE001 - reporting health must not take the supervisor down
+            except Exception:
                 log.exception("health callback failed")
 
     def _loop(self) -> None:

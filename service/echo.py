@@ -8,7 +8,7 @@ message repeats goes through :func:`echo`, so the limit holds everywhere at once
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 #: Characters of one client string repeated in an error message.
 ECHO_LIMIT = 200

@@ -24,12 +24,12 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from test_export import make_package, scene_frames, trained_detector
+from test_service import png, running
 
 from service import protos
 from service.batcher import DeadlineExceeded
 from service.config import ServerConfig
-from test_export import make_package, scene_frames, trained_detector
-from test_service import png, running
 
 pb, pb_grpc = protos.detection()
 ipb, ipb_grpc = protos.inference()
@@ -307,7 +307,7 @@ def test_triton_probes_need_no_token_but_inference_does(server, models: Path) ->
 def test_fuzz_tool_small_run(models: Path, tmp_path: Path) -> None:
     out = tmp_path / "fuzz.json"
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "fuzz_service.py"), "--models", str(models), "--count", "150",
-                           "--seconds", "60", "--json", str(out)], capture_output=True, text=True, timeout=180, cwd=REPO)
+                           "--seconds", "60", "--json", str(out)], capture_output=True, text=True, timeout=180, cwd=REPO, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["requests"] >= 150

@@ -31,10 +31,10 @@ import threading
 import time
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import grpc
@@ -42,8 +42,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service import protos  # noqa: E402
-from service.client import SpawnedServer, loopback_only  # noqa: E402
+from service import protos
+from service.client import SpawnedServer, loopback_only
 
 pb, pb_grpc = protos.detection()
 ipb, ipb_grpc = protos.inference()
@@ -307,7 +307,7 @@ def fuzz(address: str, pid: int | None, count: int, seconds: float, concurrency:
     for counter in tally.by_method.values():
         codes.update(counter)
     change = None if not (rss_start and rss_end) else round(rss_end / rss_start - 1.0, 4)
-    mb = lambda value: None if value is None else round(value / 2**20, 1)  # noqa: E731
+    mb = lambda value: None if value is None else round(value / 2**20, 1)
     return {
         "target": address, "seed": seed, "count": count, "concurrency": concurrency,
         "requests": tally.requests, "seconds": round(elapsed, 2), "requests_per_s": round(tally.requests / max(elapsed, 1e-9), 1),
