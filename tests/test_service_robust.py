@@ -312,5 +312,6 @@ def test_fuzz_tool_small_run(models: Path, tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["requests"] >= 150
     assert report["internal"] == 0 and report["hangs"] == 0 and report["health_after"] == "SERVING"
+    assert report["needed_sigkill"] is False and report["rss_start_mb"] > 0
     assert report["codes"].get("INVALID_ARGUMENT", 0) > 0 and report["codes"].get("OK", 0) > 0
     assert set(report["by_method"]) == {"Detect", "DetectStream", "ModelInfer"}

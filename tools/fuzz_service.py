@@ -17,8 +17,9 @@ streams, ``internal`` (INTERNAL statuses raised by service code: must be 0), ``g
 code), ``hangs`` (calls that ran past their deadline plus ``--slack-s``, DEADLINE_EXCEEDED on a
 generous deadline, or streams that lost results: must be 0), ``health_after`` and the server's RSS
 after a valid warm-up (``rss_fresh_mb``), after ``--warm-up`` uncounted fuzz requests
-(``rss_start_mb``, the baseline) and at the end. Exit status 1 when internal > 0, hangs > 0 or health is not SERVING. Only loopback
-targets are accepted.
+(``rss_start_mb``, the baseline) and at the end; for a server it spawned, how long SIGTERM took to
+stop it (``sigterm_exit_s``, ``needed_sigkill``). Exit status 1 when internal > 0, hangs > 0,
+health is not SERVING or the spawned server needed SIGKILL. Only loopback targets are accepted.
 """
 
 from __future__ import annotations
@@ -381,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         with SpawnedServer(str(args.models), *args.server_flag) as server:
             report = fuzz(loopback_only(server.address), server.process.pid, args.count, args.seconds, args.concurrency, args.seed,
                           args.slack_s, None, progress, args.warm_up)
+            stopping = time.monotonic()
+        # SpawnedServer sends SIGTERM and waits up to 10 s before SIGKILL: a wedged server needed the kill.
+        report["sigterm_exit_s"] = round(time.monotonic() - stopping, 2)
+        report["needed_sigkill"] = server.process.returncode == -9
     else:
         report = fuzz(loopback_only(args.target), args.pid, args.count, args.seconds, args.concurrency, args.seed, args.slack_s,
                       args.token, progress, args.warm_up)
@@ -388,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.json:
         args.json.write_text(text + "\n")
-    return 0 if report["internal"] == 0 and report["hangs"] == 0 and report["health_after"] == "SERVING" else 1
+    ok = report["internal"] == 0 and report["hangs"] == 0 and report["health_after"] == "SERVING" and not report.get("needed_sigkill")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
