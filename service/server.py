@@ -26,6 +26,7 @@ from service.batcher import DynamicBatcher
 from service.config import ServerConfig
 from service.metrics import Metrics, serve_metrics
 from service.registry import ModelRegistry
+from service.wire import MalformedRequestInterceptor
 
 log = logging.getLogger("bugdet.service")
 
@@ -48,6 +49,7 @@ class DetectionServer:
                                       on_health=lambda _: self._update_health())
         self.health = health.HealthServicer()
         interceptors = [BearerTokenInterceptor(config.token)] if config.token else []
+        interceptors.append(MalformedRequestInterceptor())  # unparseable bytes: INVALID_ARGUMENT, not grpcio's leaking INTERNAL
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="bugdet-rpc"),
             interceptors=interceptors,

@@ -29,6 +29,7 @@ from test_service import png, running
 
 from service import protos
 from service.batcher import DeadlineExceeded
+from service.client import raw_frame
 from service.config import ServerConfig
 
 pb, pb_grpc = protos.detection()
@@ -57,22 +58,17 @@ def stub(server) -> pb_grpc.DetectionStub:
     return pb_grpc.DetectionStub(grpc.insecure_channel(server[1]))
 
 
-def raw_rgb(rgb: np.ndarray, frame_id: str = "") -> pb.Frame:
-    h, w = rgb.shape[:2]
-    return pb.Frame(id=frame_id, raw=pb.RawImage(data=np.ascontiguousarray(rgb).tobytes(), width=w, height=h, format=pb.RGB8))
-
-
 def health_status(address: str) -> int:
     return health_pb2_grpc.HealthStub(grpc.insecure_channel(address)).Check(health_pb2.HealthCheckRequest(), timeout=5).status
 
 
 def completes_promptly(stub, frames: list[np.ndarray]) -> None:
     """A 4-frame DetectStream and a unary Detect both answer within 10 s."""
-    requests = [pb.DetectStreamRequest(frame=raw_rgb(f, f"s{i}")) for i, f in enumerate(frames)]
+    requests = [pb.DetectStreamRequest(frame=raw_frame(f, f"s{i}")) for i, f in enumerate(frames)]
     results = list(stub.DetectStream(iter(requests), timeout=10))
     assert sorted(r.id for r in results) == [f"s{i}" for i in range(len(frames))]
     assert not any(r.HasField("error") for r in results)
-    assert stub.Detect(pb.DetectRequest(frames=[raw_rgb(frames[0], "u")]), timeout=10).results[0].id == "u"
+    assert stub.Detect(pb.DetectRequest(frames=[raw_frame(frames[0], "u")]), timeout=10).results[0].id == "u"
 
 
 def test_deadlines_near_the_p99_never_wedge_the_batcher(models: Path) -> None:
@@ -80,7 +76,7 @@ def test_deadlines_near_the_p99_never_wedge_the_batcher(models: Path) -> None:
     delivery thread (it used to call set_result on the cancelled future and die, after which every
     queued request and every stream hung while health said SERVING)."""
     frames, _ = scene_frames(4, seed=3, size=(64, 64))
-    request = pb.DetectRequest(frames=[raw_rgb(frames[i % 4], str(i)) for i in range(32)])  # inference takes a while
+    request = pb.DetectRequest(frames=[raw_frame(frames[i % 4], str(i)) for i in range(32)])  # inference takes a while
     with running(models, max_batch=8, max_queue=1024) as (server, address):
         assert server.wait_until_serving(30)
         stub = pb_grpc.DetectionStub(grpc.insecure_channel(address))
@@ -149,7 +145,7 @@ def test_a_batcher_thread_that_dies_turns_health_not_serving_and_is_restarted(mo
         watcher.start()
         with caplog.at_level("ERROR", logger="bugdet.service"):
             with pytest.raises(grpc.RpcError) as err:
-                stub.Detect(pb.DetectRequest(frames=[raw_rgb(frames[0], "x")]), timeout=10)
+                stub.Detect(pb.DetectRequest(frames=[raw_frame(frames[0], "x")]), timeout=10)
             watcher.join()
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "retry" in err.value.details()
         assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses
@@ -179,7 +175,7 @@ def test_unknown_pixel_format_value_is_invalid_argument(stub) -> None:
 def test_long_names_are_echoed_capped(stub, server, length: int) -> None:
     """A 10-100 KB model name used to come back whole in NOT_FOUND, overflowing the client's
     metadata limit (it saw RESOURCE_EXHAUSTED instead)."""
-    frame = raw_rgb(scene_frames(1, size=(64, 64))[0][0], "i" * length)
+    frame = raw_frame(scene_frames(1, size=(64, 64))[0][0], "i" * length)
     name = "m" * length
     with pytest.raises(grpc.RpcError) as err:
         stub.Detect(pb.DetectRequest(model=name, frames=[frame]), timeout=5)
@@ -302,6 +298,39 @@ def test_triton_probes_need_no_token_but_inference_does(server, models: Path) ->
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
         reply = inference.ModelInfer(request, timeout=5, metadata=[("authorization", "Bearer s3cret")])
         assert list(reply.outputs[0].shape) == [1, 2]
+
+
+def test_unparseable_messages_are_invalid_argument_and_leak_nothing(server) -> None:
+    """grpcio answers a message that fails to parse with INTERNAL and keeps the call's state (and
+    ~16 KB of RSS) alive; the service must answer INVALID_ARGUMENT and release the call."""
+    import gc
+
+    from grpc._server import _RPCState
+
+    channel = grpc.insecure_channel(server[1])
+    garbage = b"\xff\xff\xff\xff not protobuf"
+
+    def live_rpc_states() -> int:
+        gc.collect()
+        return sum(type(o) is _RPCState for o in gc.get_objects())
+
+    calls = [
+        lambda: channel.unary_unary("/bugdet.v1.Detection/Detect")(garbage, timeout=5),
+        lambda: channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")(garbage, timeout=5),
+        lambda: channel.unary_unary("/grpc.health.v1.Health/Check")(garbage, timeout=5),
+        lambda: list(channel.stream_stream("/bugdet.v1.Detection/DetectStream")(iter([garbage]), timeout=5)),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not a valid protobuf message" in err.value.details()
+    before = live_rpc_states()
+    for _ in range(100):
+        for call in calls:
+            with pytest.raises(grpc.RpcError):
+                call()
+    time.sleep(0.5)
+    assert live_rpc_states() - before < 20  # grpcio alone: +400, one per call
 
 
 def test_fuzz_tool_small_run(models: Path, tmp_path: Path) -> None:
