@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-queue-delay-ms", type=float, default=0.0)
     parser.add_argument("--max-queue", type=int, default=256)
     parser.add_argument("--max-message-mb", type=int, default=64)
+    parser.add_argument("--max-pixels", type=int, default=ServerConfig.max_pixels,
+                        help="largest frame, in pixels declared by its header or raw fields (checked before decoding)")
+    parser.add_argument("--max-request-pixels", type=int, default=ServerConfig.max_request_pixels,
+                        help="pixel budget of all frames in one request")
     parser.add_argument("--workers", type=int, default=32)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--intra-op-threads", type=int, default=0, help="onnxruntime threads per inference (0 = all cores)")
@@ -37,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         models_dir=args.models, host=args.host, port=args.port, metrics_port=args.metrics_port, http_port=args.http_port, max_batch=args.max_batch,
         max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, max_message_bytes=args.max_message_mb << 20,
         workers=args.workers, device=args.device, intra_op_threads=args.intra_op_threads, token=args.token, tls=tls, poll_s=args.poll_s,
+        max_pixels=args.max_pixels, max_request_pixels=args.max_request_pixels,
     )
     try:
         run_forever(config, announce=lambda line: print(line, flush=True))

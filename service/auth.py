@@ -1,4 +1,7 @@
-"""Bearer-token check for every RPC except health (load balancers probe without credentials)."""
+"""Bearer-token check for every RPC except the probes: gRPC health, and KServe v2's liveness and
+readiness RPCs (Kubernetes, load balancers and Triton-style probes call them without credentials;
+they reveal only whether the server and a named model are up). Inference and metadata stay
+protected."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import hmac
 import grpc
 
 EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
+EXEMPT_METHODS = frozenset(f"/inference.GRPCInferenceService/{rpc}" for rpc in ("ServerLive", "ServerReady", "ModelReady"))
 
 
 def _reject(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
@@ -32,7 +36,8 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(EXEMPT_PREFIXES):
+        method = handler_call_details.method
+        if handler is None or method in EXEMPT_METHODS or method.startswith(EXEMPT_PREFIXES):
             return handler
         for key, value in handler_call_details.invocation_metadata or ():
             if key == "authorization":

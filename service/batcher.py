@@ -20,15 +20,26 @@ The queue is bounded in frames. A unary request that finds it full is refused at
 room, which is its flow control. Items whose deadline has passed are dropped before inference.
 Each item carries the :class:`LoadedModel` it was prepared for, so a hot reload never mixes
 frames resized for one package into a batch for another.
+
+A caller whose deadline passes gives up on its future (``cancel``). The worker claims every
+future with ``set_running_or_notify_cancel`` before inferring, so a future is either cancelled
+before its batch starts (skipped) or can no longer be cancelled (its result is computed and
+dropped by nobody); futures are only ever settled through :func:`_settle`, which tolerates one
+that is already done. Both threads run under a supervisor: if one still dies, the failure is
+logged with its traceback, the requests it held fail with :class:`WorkerFailed` (UNAVAILABLE,
+retry) instead of hanging, ``on_health(False)`` turns health NOT_SERVING, and the thread is
+restarted after ``restart_backoff_s`` (then ``on_health(True)``).
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,13 +47,35 @@ import numpy as np
 from service.metrics import Metrics
 from service.runtime import LoadedModel
 
+log = logging.getLogger("bugdet.service")
+
+WORKER, DELIVERER = "bugdet-batcher", "bugdet-deliver"
+
 
 class QueueFull(RuntimeError):
     """The batching queue holds ``max_queue`` frames already."""
 
 
 class DeadlineExceeded(TimeoutError):
-    """The request's deadline passed while it waited in the queue."""
+    """The request's deadline passed before its work was done (queued, decoding or inferring)."""
+
+
+class WorkerFailed(RuntimeError):
+    """A batcher thread died while holding this request; it is being restarted, so retrying helps."""
+
+
+def _settle(future: Future, result: object = None, error: BaseException | None = None) -> None:
+    """Resolve ``future`` unless it is already done (cancelled by its caller, or failed by the
+    supervisor): settling twice must never raise in a batcher thread."""
+    if future.done():
+        return
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass  # settled by someone else between the check and the set
 
 
 @dataclass
@@ -55,7 +88,8 @@ class _Item:
 
 
 class DynamicBatcher:
-    def __init__(self, max_batch: int = 8, max_queue: int = 256, max_queue_delay_ms: float = 0.0, metrics: Metrics | None = None):
+    def __init__(self, max_batch: int = 8, max_queue: int = 256, max_queue_delay_ms: float = 0.0, metrics: Metrics | None = None,
+                 on_health: Callable[[bool], None] | None = None, restart_backoff_s: float = 0.1):
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.max_delay = max_queue_delay_ms / 1000.0
@@ -68,14 +102,23 @@ class DynamicBatcher:
         # Finished batches are handed to a second thread that resolves their futures (and so runs
         # the streams' callbacks), so the worker goes straight back to the queue for the next batch.
         self._deliveries: queue.SimpleQueue = queue.SimpleQueue()
-        self._deliverer = threading.Thread(target=self._deliver_loop, name="bugdet-deliver", daemon=True)
-        self._deliverer.start()
-        self._worker = threading.Thread(target=self._loop, name="bugdet-batcher", daemon=True)
-        self._worker.start()
+        self.on_health = on_health
+        self.restart_backoff_s = restart_backoff_s
+        self.restarts = 0
+        self._down: set[str] = set()  # supervised threads that died and wait for their restart
+        self._in_hand: dict[str, list[_Item]] = {}  # per thread: items taken off the queue, not yet settled
+        self._stopped = threading.Event()
+        self._deliverer = self._start(DELIVERER, self._deliver_loop)
+        self._worker = self._start(WORKER, self._loop)
 
     @property
     def depth(self) -> int:
         return self._queued_frames
+
+    @property
+    def healthy(self) -> bool:
+        """False while a batcher thread is down (between its death and its restart)."""
+        return not self._down
 
     def submit(self, model: LoadedModel, frames: np.ndarray, deadline: float | None = None, wait_for_room: bool = False) -> Future:
         """Queue ``frames`` for ``model``; the future resolves to (scores [n,T], heatmaps [n,T,h,w])."""
@@ -99,6 +142,8 @@ class DynamicBatcher:
 
     def run(self, model: LoadedModel, frames: np.ndarray, deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Submit and wait for the result; inline on this thread when the batcher is idle."""
+        if deadline is not None and deadline <= time.monotonic():
+            raise DeadlineExceeded("deadline passed before inference")
         if self.max_delay == 0 and not self._queue and self._running.acquire(blocking=False):
             try:
                 if not self._queue:  # nothing slipped in: this request is alone
@@ -115,7 +160,7 @@ class DynamicBatcher:
         try:
             return future.result(timeout=timeout)
         except BaseException:
-            future.cancel()
+            future.cancel()  # fails harmlessly once the worker has claimed it; its result is then dropped
             raise
 
     def _infer(self, model: LoadedModel, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,6 +171,7 @@ class DynamicBatcher:
         return scores, heatmaps
 
     def stop(self) -> None:
+        self._stopped.set()
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -159,6 +205,45 @@ class DynamicBatcher:
             self._cond.notify_all()  # room for waiting streams
             return batch
 
+    # -- supervised threads
+    def _start(self, name: str, loop: Callable[[], None]) -> threading.Thread:
+        thread = threading.Thread(target=self._supervise, args=(name, loop), name=name, daemon=True)
+        thread.start()
+        return thread
+
+    def _supervise(self, name: str, loop: Callable[[], None]) -> None:
+        """Run ``loop`` until it returns (stop); if it raises, fail what it held and restart it."""
+        while True:
+            try:
+                loop()
+                return
+            except BaseException as exc:
+                if self._stopping:
+                    return
+                self.restarts += 1
+                self.metrics.thread_restarts.inc(thread=name)
+                log.error("%s thread died (%s: %s); health NOT_SERVING until it restarts in %.2f s",
+                          name, type(exc).__name__, exc, self.restart_backoff_s, exc_info=exc)
+                self._set_down(name, True)
+                held = self._in_hand.pop(name, [])
+                failure = WorkerFailed(f"the server's {name} thread failed while handling this request and is being restarted; retry")
+                for item in held:
+                    _settle(item.future, error=failure)
+                if self._stopped.wait(self.restart_backoff_s):
+                    return
+                log.warning("%s thread restarted", name)
+                self._set_down(name, False)
+
+    def _set_down(self, name: str, down: bool) -> None:
+        with self._cond:
+            (self._down.add if down else self._down.discard)(name)
+            healthy = not self._down
+        if self.on_health is not None:
+            try:
+                self.on_health(healthy)
+            except Exception:
+                log.exception("health callback failed")
+
     def _loop(self) -> None:
         while True:
             with self._cond:
@@ -168,24 +253,28 @@ class DynamicBatcher:
                 batch = self._take_batch()
                 if not batch:
                     return
+                self._in_hand[WORKER] = batch
                 self._run_batch(batch)
+                self._in_hand.pop(WORKER, None)
 
     def _run_batch(self, batch: list[_Item]) -> None:
         now = time.monotonic()
         live = []
         for item in batch:
-            if item.future.cancelled():
+            # Claim the future: False means its caller already gave up (skip it); after True the
+            # caller's cancel() can no longer succeed, so settling it later cannot race.
+            if not item.future.set_running_or_notify_cancel():
                 continue
             if item.deadline is not None and item.deadline <= now:
-                item.future.set_exception(DeadlineExceeded("deadline passed while queued"))
+                _settle(item.future, error=DeadlineExceeded("deadline passed while queued"))
             else:
                 self.metrics.stage_seconds.observe(now - item.queued_at, stage="queue")
                 live.append(item)
         if not live:
             return
         model = live[0].model
-        frames = live[0].frames if len(live) == 1 else np.concatenate([i.frames for i in live])
         try:
+            frames = live[0].frames if len(live) == 1 else np.concatenate([i.frames for i in live])
             outcome: tuple | BaseException = self._infer(model, frames)
         except Exception as exc:  # noqa: BLE001 - one failed batch must not kill the worker
             outcome = exc
@@ -194,13 +283,19 @@ class DynamicBatcher:
     def _deliver_loop(self) -> None:
         while (delivery := self._deliveries.get()) is not None:
             live, outcome = delivery
-            if isinstance(outcome, BaseException):
-                for item in live:
-                    item.future.set_exception(outcome)
-                continue
-            scores, heatmaps = outcome
-            start = 0
+            self._in_hand[DELIVERER] = live
+            self._deliver(live, outcome)
+            self._in_hand.pop(DELIVERER, None)
+
+    def _deliver(self, live: list[_Item], outcome: tuple | BaseException) -> None:
+        """Settle one batch's futures (their done-callbacks, e.g. a stream's, run here)."""
+        if isinstance(outcome, BaseException):
             for item in live:
-                end = start + len(item.frames)
-                item.future.set_result((scores[start:end], heatmaps[start:end]))
-                start = end
+                _settle(item.future, error=outcome)
+            return
+        scores, heatmaps = outcome
+        start = 0
+        for item in live:
+            end = start + len(item.frames)
+            _settle(item.future, (scores[start:end], heatmaps[start:end]))
+            start = end

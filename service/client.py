@@ -6,6 +6,7 @@ Frames are sent as raw RGB8 (what an engine's readback gives, no encode cost) or
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
@@ -16,6 +17,15 @@ import numpy as np
 from service import protos
 
 pb, pb_grpc = protos.detection()
+
+
+def loopback_only(target: str) -> str:
+    """``target`` unchanged if it is a loopback HOST:PORT; the load and fuzz tools exit otherwise,
+    so they can never be pointed at anyone else's server."""
+    host = target.rsplit(":", 1)[0].strip("[]")
+    if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+        raise SystemExit(f"refusing to load {target}: only loopback addresses (127.0.0.0/8, ::1, localhost) are allowed")
+    return target
 
 
 def raw_frame(rgb: np.ndarray, frame_id: str = "", metadata: Any = None) -> Any:

@@ -29,6 +29,11 @@ class ServerConfig:
     max_message_bytes: int = 64 << 20
     max_frame_bytes: int = 48 << 20
     max_frames_per_request: int = 64
+    # Declared pixels (from the raw fields or the PNG/JPEG header, checked before decoding): one
+    # frame, and all frames of one request. 4096x4096 covers 4K/5K captures; decoding one costs
+    # ~0.3-0.5 s of CPU, so a request's budget (64 full-HD frames) bounds it to a few seconds.
+    max_pixels: int = 4096 * 4096
+    max_request_pixels: int = 64 * 1920 * 1080
     workers: int = 32
     device: str = "auto"
     intra_op_threads: int = 0  # onnxruntime threads per inference; 0 = all cores

@@ -8,15 +8,14 @@ import threading
 import time
 
 import grpc
-import numpy as np
 
 from service import protos
 from service.batcher import DynamicBatcher
 from service.config import ServerConfig
-from service.errors import InvalidRequest, status_for
+from service.errors import InvalidRequest, abort, status_for
 from service.metrics import Metrics
 from service.registry import ModelRegistry
-from service.requests import deadline_of, fill_result, frame_pixels, run_frames
+from service.requests import deadline_of, fill_result, frame_name, prepare_frames, run_frames
 
 pb, pb_grpc = protos.detection()
 
@@ -35,18 +34,16 @@ class DetectionServicer(pb_grpc.DetectionServicer):
         started = time.perf_counter()
         try:
             model = self.registry.get(request.model)
-            if not request.frames:
+            frames = request.frames
+            if not frames:
                 raise InvalidRequest("Detect needs at least one frame")
-            if len(request.frames) > self.config.max_frames_per_request:
-                raise InvalidRequest(f"{len(request.frames)} frames in one request; at most {self.config.max_frames_per_request}")
-            arrays = [
-                frame_pixels(frame, pb, model, self.config.max_frame_bytes, f"frame {i} ({frame.id or 'no id'})")
-                for i, frame in enumerate(request.frames)
-            ]
-            batch = arrays[0][None] if len(arrays) == 1 else np.stack(arrays)  # a lone frame needs no copy
+            if len(frames) > self.config.max_frames_per_request:
+                raise InvalidRequest(f"{len(frames)} frames in one request; at most {self.config.max_frames_per_request}")
+            deadline = deadline_of(context)
+            batch = prepare_frames(frames, pb, model, self.config, deadline, [frame_name(f, i) for i, f in enumerate(frames)])
             decoded = time.perf_counter()
             self.metrics.stage_seconds.observe(decoded - started, stage="decode")
-            scores, heatmaps = run_frames(self.batcher, model, batch, deadline_of(context))
+            scores, heatmaps = run_frames(self.batcher, model, batch, deadline)
             inferred = time.perf_counter()
             response = pb.DetectResponse()
             for i, frame in enumerate(request.frames):
@@ -55,11 +52,11 @@ class DetectionServicer(pb_grpc.DetectionServicer):
                     result.metadata.CopyFrom(frame.metadata)
                 fill_result(result, pb, model, scores[i], heatmaps[i], request.include_heatmaps)
             self.metrics.stage_seconds.observe(time.perf_counter() - inferred, stage="respond")
-            self.metrics.frames.inc(len(arrays), model=model.name)
+            self.metrics.frames.inc(len(batch), model=model.name)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status, never a crash
             code, message = status_for(exc)
             self._finish("Detect", started, code)
-            context.abort(code, message)
+            abort(context, code, message)
         self._finish("Detect", started, grpc.StatusCode.OK)
         return response
 
@@ -100,10 +97,10 @@ class DetectionServicer(pb_grpc.DetectionServicer):
                 started = time.perf_counter()
                 try:
                     model = self.registry.get(request.model)
-                    frame = request.frame
-                    pixels = frame_pixels(frame, pb, model, self.config.max_frame_bytes, f"frame {frame.id or 'no id'}")
+                    deadline = deadline_of(context)
+                    pixels = prepare_frames([request.frame], pb, model, self.config, deadline, [frame_name(request.frame)])
                     self.metrics.stage_seconds.observe(time.perf_counter() - started, stage="decode")
-                    future = self.batcher.submit(model, pixels[None], deadline_of(context), wait_for_room=True)
+                    future = self.batcher.submit(model, pixels, deadline, wait_for_room=True)
                 except Exception as exc:  # noqa: BLE001 - this frame fails, the stream goes on
                     events.put((_FAILED, request, exc, started))
                     continue
@@ -145,7 +142,7 @@ class DetectionServicer(pb_grpc.DetectionServicer):
         except Exception as exc:  # noqa: BLE001
             code, message = status_for(exc)
             self._finish("GetModelInfo", started, code)
-            context.abort(code, message)
+            abort(context, code, message)
         m = model.manifest
         info = pb.ModelInfo(
             name=m.name, version=m.version, bug_types=list(m.bug_types), thresholds=m.thresholds,

@@ -51,8 +51,9 @@ def encoded_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def decode_encoded(data: bytes, what: str = "frame") -> np.ndarray:
-    """PNG/JPEG bytes -> RGB uint8 [H, W, 3]."""
+def declared_size(data: bytes, what: str = "frame") -> tuple[int, int]:
+    """(width, height) an encoded frame's header declares; FrameError unless a PNG or JPEG
+    header declares sides within 1..MAX_SIDE."""
     if not data:
         raise FrameError(f"{what}: empty image bytes")
     size = encoded_size(data)
@@ -60,6 +61,12 @@ def decode_encoded(data: bytes, what: str = "frame") -> np.ndarray:
         raise FrameError(f"{what}: {len(data)} bytes are not a decodable PNG or JPEG image")
     if max(size) > MAX_SIDE or min(size) <= 0:
         raise FrameError(f"{what}: encoded image is {size[0]}x{size[1]}; sides must be within 1..{MAX_SIDE}")
+    return size
+
+
+def decode_encoded(data: bytes, what: str = "frame") -> np.ndarray:
+    """PNG/JPEG bytes -> RGB uint8 [H, W, 3]."""
+    declared_size(data, what)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise FrameError(f"{what}: {len(data)} bytes are not a decodable PNG or JPEG image")

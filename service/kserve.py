@@ -20,6 +20,7 @@ import numpy as np
 
 from service.batcher import DynamicBatcher
 from service.config import SERVICE_VERSION, ServerConfig
+from service.echo import echo, echo_list
 from service.errors import InvalidRequest
 from service.model_package import MODEL_FILE, VERSIONS_DIR, has_alias
 from service.registry import IndexEntry, ModelRegistry
@@ -98,11 +99,10 @@ def input_frames(model: LoadedModel, tensors: Sequence[InputTensor], max_frames:
     """The request's one input tensor as uint8 [N, H, W, 3], checked against the model."""
     spec = model.manifest.input
     if len(tensors) != 1 or tensors[0].name != spec.name:
-        names = [t.name[:200] for t in tensors]
-        raise InvalidRequest(f"{model.name} takes exactly one input {spec.name!r}, got {names}")
+        raise InvalidRequest(f"{model.name} takes exactly one input {spec.name!r}, got {echo_list(t.name for t in tensors)}")
     tensor = tensors[0]
     if tensor.datatype != "UINT8":
-        raise InvalidRequest(f"input {spec.name!r} must be UINT8, got {tensor.datatype[:40] or 'no datatype'}")
+        raise InvalidRequest(f"input {spec.name!r} must be UINT8, got {echo(tensor.datatype) if tensor.datatype else 'no datatype'}")
     shape = list(tensor.shape)
     expected = [spec.height, spec.width, 3]
     if len(shape) != 4 or shape[1:] != expected or shape[0] < 1:
@@ -171,9 +171,9 @@ class KServeModels:
         timer = self.statistics.start(model)
         try:
             wanted = list(requested) or list(OUTPUTS)
-            unknown = [n[:200] for n in wanted if n not in OUTPUTS]
+            unknown = [n for n in wanted if n not in OUTPUTS]
             if unknown:
-                raise InvalidRequest(f"unknown output(s) {unknown}; {model.name} has {list(OUTPUTS)}")
+                raise InvalidRequest(f"unknown output(s) {echo_list(unknown)}; {model.name} has {list(OUTPUTS)}")
             frames = input_frames(model, tensors, self.config.max_frames_per_request)
         except BaseException:
             timer.finish(False)

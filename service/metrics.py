@@ -106,10 +106,11 @@ class Metrics:
         self.stage_seconds = Histogram("bugdet_stage_seconds", "Server time per request (stream: per frame) by stage.", STAGE_BUCKETS)
         self.inline_batches = Counter("bugdet_inline_batches_total", "Batches run on the request's own thread (batcher idle, no hand-off).")
         self.reloads = Counter("bugdet_model_reloads_total", "Packages loaded, by result (loaded/refused).")
+        self.thread_restarts = Counter("bugdet_batcher_restarts_total", "Batcher threads that died and were restarted, by thread.")
 
     def render(self) -> str:
         parts = [self.requests, self.frames, self.latency, self.inference_seconds, self.batch_size, self.queue_depth,
-                 self.stage_seconds, self.inline_batches, self.reloads]
+                 self.stage_seconds, self.inline_batches, self.reloads, self.thread_restarts]
         return "\n".join(line for metric in parts for line in metric.render()) + "\n"
 
 

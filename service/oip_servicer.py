@@ -20,7 +20,8 @@ from google.protobuf import json_format
 
 from service import protos
 from service.config import ServerConfig
-from service.errors import InvalidRequest, status_for
+from service.echo import echo
+from service.errors import InvalidRequest, abort, status_for
 from service.kserve import InputTensor, KServeModels, PendingInference, model_metadata, server_metadata
 from service.metrics import Metrics
 from service.requests import deadline_of
@@ -42,7 +43,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except Exception as exc:  # noqa: BLE001 - mapped to a status, never a crash
             code, message = status_for(exc)
             self.metrics.requests.inc(method=method, code=code.name)
-            context.abort(code, message)
+            abort(context, code, message)
         self.metrics.requests.inc(method=method, code="OK")
         self.metrics.latency.observe(time.perf_counter() - started, method=method)
         return response
@@ -175,7 +176,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             request_id = request.id
         code, message = status_for(error)
         self.metrics.requests.inc(method=method, code=code.name)
-        answer = pb.ModelStreamInferResponse(error_message=f"request {request_id[:200]!r}: [{code.name}] {message}")
+        answer = pb.ModelStreamInferResponse(error_message=f"request {echo(request_id)}: [{code.name}] {message}")
         answer.infer_response.id = request_id
         if model is not None:
             answer.infer_response.model_name, answer.infer_response.model_version = model.name, model.version

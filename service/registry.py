@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from service.echo import echo
 from service.model_package import (
     ALIAS_NAME, PackageError, PackageManifest, has_alias, is_unpromoted_registry_model, load_manifest, read_alias,
 )
@@ -35,6 +36,11 @@ log = logging.getLogger("bugdet.service")
 
 class ModelNotFound(LookupError):
     """The request names a model (or version) that is not served."""
+
+
+class NoModelReady(LookupError):
+    """No model is loaded yet (a server starting or restarting): worth retrying, unlike
+    :class:`ModelNotFound`, so it maps to UNAVAILABLE."""
 
 
 @dataclass(frozen=True)
@@ -82,22 +88,21 @@ class ModelRegistry:
 
     def get(self, name: str = "", version: str = "") -> LoadedModel:
         models = self._models
+        if name and name not in models and name in self._unloaded:
+            raise ModelNotFound(f"model {echo(name)} is unloaded (load it to serve it again)")
+        if not models:  # whatever was asked for may well be served once loading finishes
+            raise NoModelReady("no model is loaded yet (the server is starting or its packages are still loading); retry shortly")
         if not name:
             if len(models) == 1:
                 model = next(iter(models.values()))
-            elif not models:
-                raise ModelNotFound("no model is loaded yet")
             else:
                 raise ModelNotFound(f"several models are served ({', '.join(sorted(models))}); name one")
         else:
             model = models.get(name)
-            if model is None and name in self._unloaded:
-                raise ModelNotFound(f"model {name[:200]!r} is unloaded (load it to serve it again)")
             if model is None:
-                served = ", ".join(sorted(models)) or "none"
-                raise ModelNotFound(f"unknown model {name!r} (served: {served})")
+                raise ModelNotFound(f"unknown model {echo(name)} (served: {', '.join(sorted(models))})")
         if version and version != model.version:
-            raise ModelNotFound(f"model {model.name!r} version {version!r} is not served (serving {model.version!r})")
+            raise ModelNotFound(f"model {model.name!r} version {echo(version)} is not served (serving {model.version!r})")
         return model
 
     # -- reload
@@ -135,7 +140,7 @@ class ModelRegistry:
         Batches already running finish on the model; new requests get NOT_FOUND."""
         with self._scan_lock:
             if name not in self._models and name not in self._unloaded and name not in self._names_on_disk():
-                raise ModelNotFound(f"unknown model {name[:200]!r}: nothing to unload")
+                raise ModelNotFound(f"unknown model {echo(name)}: nothing to unload")
             self._unloaded.add(name)
             self._models = {key: model for key, model in self._models.items() if key != name}
         log.info("unloaded %s on request", name)
@@ -148,7 +153,7 @@ class ModelRegistry:
             pinned, candidates = self._collect(ScanReport(), include_refused=True)
             packages = ([pinned[name].directory] if name in pinned else []) + [m.directory for m in candidates.get(name, [])]
             if not packages:
-                raise ModelNotFound(f"no package for model {name[:200]!r} in {self.models_dir}")
+                raise ModelNotFound(f"no package for model {echo(name)} in {self.models_dir}")
             self._unloaded.discard(name)
             for directory in packages:
                 self._refused.pop(directory, None)
@@ -156,7 +161,7 @@ class ModelRegistry:
         model = self._models.get(name)
         if model is None:
             reasons = "; ".join(report.refused) or "no loadable package"
-            raise ModelNotFound(f"model {name[:200]!r} could not be loaded: {reasons[:400]}")
+            raise ModelNotFound(f"model {echo(name)} could not be loaded: {reasons[:400]}")
         if self._on_change and not report.loaded:
             self._on_change()  # it was already loaded; health stays consistent either way
         return model

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from service.batcher import DynamicBatcher
+from service.batcher import DeadlineExceeded, DynamicBatcher
+from service.config import ServerConfig
+from service.echo import echo
 from service.errors import InvalidRequest
-from service.frames import decode_encoded, decode_raw, fit_to_input
+from service.frames import declared_size, decode_encoded, decode_raw, fit_to_input
 from service.runtime import LoadedModel
 
 NO_DEADLINE = 1e6  # grpc reports "no deadline" as a huge time_remaining
@@ -21,24 +24,79 @@ def deadline_of(context) -> float | None:
     return time.monotonic() + remaining
 
 
-def frame_pixels(frame, pb, model: LoadedModel, max_frame_bytes: int, what: str) -> np.ndarray:
-    """A bugdet.v1 Frame -> uint8 [H, W, 3] at the model's input size."""
+@dataclass(frozen=True)
+class _Checked:
+    """A frame that passed every check that needs no decoding."""
+
+    what: str
+    kind: str  # "encoded" or "raw"
+    data: bytes  # read once: each access to a bytes field copies it out of the message
+    width: int
+    height: int
+
+
+def _check_frame(frame, pb, max_frame_bytes: int, what: str) -> _Checked:
+    """Geometry, format and size as the frame declares them (raw fields or the PNG/JPEG header);
+    every malformed case raises here, before any work is spent on it."""
     kind = frame.WhichOneof("pixels")
     if kind is None:
         raise InvalidRequest(f"{what}: no pixels (set `encoded` or `raw`)")
+    data = frame.encoded if kind == "encoded" else frame.raw.data
+    if len(data) > max_frame_bytes:
+        raise InvalidRequest(f"{what}: {len(data)} {kind} bytes exceed the {max_frame_bytes}-byte frame limit")
     if kind == "encoded":
-        if len(frame.encoded) > max_frame_bytes:
-            raise InvalidRequest(f"{what}: {len(frame.encoded)} encoded bytes exceed the {max_frame_bytes}-byte frame limit")
-        rgb = decode_encoded(frame.encoded, what)
-    else:
-        raw = frame.raw
-        data = raw.data  # each access copies the bytes out of the message: read them once
-        if len(data) > max_frame_bytes:
-            raise InvalidRequest(f"{what}: {len(data)} raw bytes exceed the {max_frame_bytes}-byte frame limit")
-        if raw.format == pb.PIXEL_FORMAT_UNSPECIFIED:
-            raise InvalidRequest(f"{what}: raw frame needs a pixel format (RGBA8, BGRA8 or RGB8)")
-        rgb = decode_raw(data, raw.width, raw.height, raw.stride, pb.PixelFormat.Name(raw.format), what)
-    return fit_to_input(rgb, *model.input_hw)
+        return _Checked(what, kind, data, *declared_size(data, what))
+    raw = frame.raw
+    if raw.format == pb.PIXEL_FORMAT_UNSPECIFIED:
+        raise InvalidRequest(f"{what}: raw frame needs a pixel format (RGBA8, BGRA8 or RGB8)")
+    if raw.format not in pb.PixelFormat.values():  # proto3 enums are open: any int32 arrives
+        raise InvalidRequest(f"{what}: unknown raw pixel format {raw.format} (expected RGBA8 = 1, BGRA8 = 2 or RGB8 = 3)")
+    return _Checked(what, kind, data, raw.width, raw.height)
+
+
+def check_pixels(frames: list[_Checked], config: ServerConfig) -> None:
+    """Refuse frames above ``max_pixels`` and requests above ``max_request_pixels``, from the
+    declared sizes alone: a 200 KB PNG declaring 8192x8192 costs ~2 s of CPU to decode."""
+    for f in frames:
+        if f.width * f.height > config.max_pixels:
+            raise InvalidRequest(f"{f.what}: {f.width}x{f.height} = {f.width * f.height} pixels exceeds the server's "
+                                 f"--max-pixels {config.max_pixels}")
+    total = sum(f.width * f.height for f in frames)
+    if total > config.max_request_pixels:
+        raise InvalidRequest(f"{len(frames)} frames of {total} pixels in all exceed the server's --max-request-pixels "
+                             f"{config.max_request_pixels}; send fewer or smaller frames per request")
+
+
+def check_deadline(deadline: float | None, stage: str) -> None:
+    if deadline is not None and deadline <= time.monotonic():
+        raise DeadlineExceeded(f"deadline passed {stage}")
+
+
+def prepare_frames(frames, pb, model: LoadedModel, config: ServerConfig, deadline: float | None, whats: list[str]) -> np.ndarray:
+    """bugdet.v1 Frames -> uint8 [N, H, W, 3] at the model's input size.
+
+    Every frame is checked (format, declared geometry, byte and pixel limits) before the first is
+    decoded, and the deadline before each decode, so a request that cannot succeed costs nothing.
+    ``whats`` names each frame in error messages.
+    """
+    checked = [_check_frame(frame, pb, config.max_frame_bytes, what) for frame, what in zip(frames, whats)]
+    check_pixels(checked, config)
+    arrays = []
+    for frame, f in zip(frames, checked):
+        check_deadline(deadline, "before decoding")
+        if f.kind == "encoded":
+            rgb = decode_encoded(f.data, f.what)
+        else:
+            raw = frame.raw
+            rgb = decode_raw(f.data, raw.width, raw.height, raw.stride, pb.PixelFormat.Name(raw.format), f.what)
+        arrays.append(fit_to_input(rgb, *model.input_hw))
+    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)  # a lone frame needs no copy
+
+
+def frame_name(frame, index: int | None = None) -> str:
+    """How error messages name a frame: its position and its (capped) id."""
+    ident = echo(frame.id) if frame.id else "no id"
+    return f"frame {ident}" if index is None else f"frame {index} ({ident})"
 
 
 def run_frames(batcher: DynamicBatcher, model: LoadedModel, frames: np.ndarray, deadline: float | None):

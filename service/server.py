@@ -27,6 +27,7 @@ from service.config import ServerConfig
 from service.kserve import KServeModels
 from service.metrics import Metrics, serve_metrics
 from service.registry import ModelRegistry
+from service.wire import MalformedRequestInterceptor
 
 log = logging.getLogger("bugdet.service")
 
@@ -45,9 +46,11 @@ class DetectionServer:
         self.metrics = Metrics()
         self.registry = ModelRegistry(config.models_dir, config.device, warm_batches=tuple(sorted({1, config.max_batch})),
                                       on_change=self._update_health, intra_op_threads=config.intra_op_threads)
-        self.batcher = DynamicBatcher(config.max_batch, config.max_queue, config.max_queue_delay_ms, self.metrics)
+        self.batcher = DynamicBatcher(config.max_batch, config.max_queue, config.max_queue_delay_ms, self.metrics,
+                                      on_health=lambda _: self._update_health())
         self.health = health.HealthServicer()
         interceptors = [BearerTokenInterceptor(config.token)] if config.token else []
+        interceptors.append(MalformedRequestInterceptor())  # unparseable bytes: INVALID_ARGUMENT, not grpcio's leaking INTERNAL
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="bugdet-rpc"),
             interceptors=interceptors,
@@ -81,7 +84,10 @@ class DetectionServer:
         self.http_port: int | None = None
 
     def _update_health(self) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if self.registry.models() else health_pb2.HealthCheckResponse.NOT_SERVING
+        """SERVING while a model is loaded and the batcher's threads are up (one that died is
+        restarted by the batcher, which calls this again)."""
+        serving = self.registry.models() and self.batcher.healthy and not self._stop.is_set()
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", DETECTION_SERVICE, INFERENCE_SERVICE):
             self.health.set(name, status)
 
@@ -115,12 +121,12 @@ class DetectionServer:
             raise OSError(f"cannot bind {address}")
         self.server.start()
         if self.config.metrics_port is not None:
-            self._metrics_http = serve_metrics(self.metrics, self.config.host, self.config.metrics_port, lambda: bool(self.registry.models()))
+            self._metrics_http = serve_metrics(self.metrics, self.config.host, self.config.metrics_port, lambda: bool(self.registry.models()) and self.batcher.healthy)
             self.metrics_port = self._metrics_http.server_port
         if self.config.http_port is not None:
             from service.http_api import KServeHttpApi, KServeHttpServer
 
-            api = KServeHttpApi(self.kserve, self.metrics, self.config, lambda: bool(self.registry.models()))
+            api = KServeHttpApi(self.kserve, self.metrics, self.config, lambda: bool(self.registry.models()) and self.batcher.healthy)
             self._kserve_http = KServeHttpServer(api, self.config)
             self.http_port = self._kserve_http.start(self.config.host, self.config.http_port)
         self._watcher = threading.Thread(target=self._watch, name="bugdet-model-watcher", daemon=True)

@@ -198,7 +198,7 @@ def test_health_not_serving_until_a_package_loads_and_reflection_lists_services(
         assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status == health_pb2.HealthCheckResponse.NOT_SERVING
         with pytest.raises(grpc.RpcError) as err:
             pb_grpc.DetectionStub(channel).Detect(pb.DetectRequest(frames=[pb.Frame(encoded=b"x")]), timeout=5)
-        assert err.value.code() == grpc.StatusCode.NOT_FOUND and "no model is loaded" in err.value.details()
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "no model is loaded" in err.value.details()
         shutil.copytree(package_root / "models" / "detector-1", models / "detector-1")
         reply = pb_grpc.DetectionStub(channel).ReloadModels(pb.ReloadModelsRequest(), timeout=30)
         assert list(reply.loaded) == ["detector-1"]

@@ -15,7 +15,6 @@ load anything but a server on this machine.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 import threading
 import time
@@ -25,14 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.client import DetectionClient, SpawnedServer, encoded_frame, raw_frame  # noqa: E402
-
-
-def loopback_only(target: str) -> str:
-    host = target.rsplit(":", 1)[0].strip("[]")
-    if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
-        raise SystemExit(f"refusing to load {target}: only loopback addresses (127.0.0.0/8, ::1, localhost) are allowed")
-    return target
+from service.client import DetectionClient, SpawnedServer, encoded_frame, loopback_only, raw_frame  # noqa: E402
 
 
 def synthetic_frames(n: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:

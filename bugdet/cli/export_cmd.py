@@ -112,6 +112,8 @@ def serve(
     max_queue_delay_ms: float = typer.Option(0.0, "--max-queue-delay-ms", min=0, help="How long a partial batch waits for more frames."),
     max_queue: int = typer.Option(256, "--max-queue", min=1, help="Frames queued before RESOURCE_EXHAUSTED."),
     max_message_mb: int = typer.Option(64, "--max-message-mb", min=1, help="Largest request or response message."),
+    max_pixels: int = typer.Option(4096 * 4096, "--max-pixels", min=1, help="Largest frame in pixels, from its header (checked before decoding)."),
+    max_request_pixels: int = typer.Option(64 * 1920 * 1080, "--max-request-pixels", min=1, help="Pixel budget of all frames in one request."),
     workers: int = typer.Option(32, "--workers", min=1, help="gRPC handler threads."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when onnxruntime-gpu and a GPU exist), cpu or cuda."),
     intra_op_threads: int = typer.Option(0, "--intra-op-threads", min=0, help="onnxruntime threads per inference (0 = all cores)."),
@@ -136,6 +138,7 @@ def serve(
         models_dir=models, host=host, port=port, metrics_port=metrics_port, http_port=http_port, max_batch=max_batch,
         max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, max_message_bytes=max_message_mb << 20,
         workers=workers, device=device, intra_op_threads=intra_op_threads, token=token, tls=tls, poll_s=poll_s,
+        max_pixels=max_pixels, max_request_pixels=max_request_pixels,
     )
     run_forever(config, announce=lambda line: console.print(line))
 
