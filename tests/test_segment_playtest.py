@@ -63,13 +63,16 @@ def best_iou_per_scene(project: Project) -> dict[str, float]:
 
 
 def test_grid_finds_the_engine_objects(sessions: list[Path], tmp_path: Path):
-    """Measured on these frames: park 0.82, indoor 0.56 by default; 0.61 and 0.13 without region
-    grouping (indoor walls, tiled floors and the multi-part weapon are not one colour). Dark,
-    low-contrast corridors, where wall, ceiling and back wall differ by a few grey levels, keep
-    indoor below park."""
-    default = best_iou_per_scene(segmented_project(tmp_path / "default", sessions, []))
+    """Measured on these frames with 64 masks a frame: park 0.83, indoor 0.57; 0.61 and 0.13
+    without region grouping (indoor walls, tiled floors and the multi-part weapon are not one
+    colour). Dark, low-contrast corridors, where wall, ceiling and back wall differ by a few grey
+    levels, keep indoor below park. The default cap (``segment.max_masks_per_frame`` 16, for CPU
+    cost on user footage) keeps fewer objects per frame: 0.64 / 0.44 here, 0.81 / 0.48 at 32;
+    the grouping itself is what this test checks, so both arms use the same generous cap."""
+    cap = ["segment.max_masks_per_frame=64"]
+    default = best_iou_per_scene(segmented_project(tmp_path / "default", sessions, cap))
     colour_only = best_iou_per_scene(
-        segmented_project(tmp_path / "colour", sessions, ["segment.opencv.hierarchy=false"])
+        segmented_project(tmp_path / "colour", sessions, cap + ["segment.opencv.hierarchy=false"])
     )
     assert default["park"] > 0.7 and default["indoor"] > 0.45, default
     assert default["park"] > colour_only["park"] + 0.1 and default["indoor"] > colour_only["indoor"] + 0.2
