@@ -60,14 +60,17 @@ def test_a_chance_level_detector_fails_its_bars() -> None:
 
 def test_each_bar_is_judged_on_its_own() -> None:
     good, weak = metrics(6.0), metrics(0.0)
-    playtest = PlaytestOutcome.from_run(playtest_run([(True, True)] * 3 + [(False, True)] * 5), queued=8)
-    assert playtest.flagged_true == 3 and playtest.flagged == 8
+    playtest = PlaytestOutcome.from_run(playtest_run([(True, True)] * 3 + [(False, True)] * 3), queued=6)
+    assert playtest.flagged_true == 3 and playtest.flagged == 6
     # FPPC alone is not enough; a missing type or playtest fails its own bar
     assert [v.passed for v in judge({"fppc": good, "missing_texture": weak}, playtest)] == [True, False, True]
     assert [v.passed for v in judge({"missing_texture": good}, playtest)] == [False, True, True]
     assert [v.passed for v in judge({"fppc": good, "missing_texture": good}, None)] == [True, True, False]
+    # flagging nearly everything finds three bugs too, but most flags are wrong: failed
+    noisy = PlaytestOutcome.from_run(playtest_run([(True, True)] * 5 + [(False, True)] * 30), queued=35)
+    assert not judge({"fppc": good, "missing_texture": good}, noisy)[2].passed
     # flags that never reach the review queue fail the playtest bar
-    unqueued = PlaytestOutcome(frames=8, bug_frames=3, flagged=8, flagged_true=3, queued=2)
+    unqueued = PlaytestOutcome(frames=8, bug_frames=3, flagged=3, flagged_true=3, queued=2)
     assert not judge({"fppc": good, "missing_texture": good}, unqueued)[2].passed
 
 
@@ -126,3 +129,13 @@ def test_demo_end_to_end_meets_its_bars(tmp_path: Path) -> None:
     assert summary["passed"] and summary["playtest"]["flagged_true"] >= BARS.playtest_true_flags
     assert summary["heldout"]["fppc"]["f1"] >= BARS.heldout_f1
     assert "started" in run.stderr  # not a terminal: line-based progress in the captured output
+
+
+def test_main_exits_non_zero_for_a_weak_detector(tmp_path: Path, weak_demo) -> None:
+    """The installed ``bugdet`` script (not only typer's test runner) exits 1 on a missed bar."""
+    from bugdet.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "-p", str(tmp_path / "demo")])
+    assert exited.value.code == 1
+    main(["demo", "-p", str(tmp_path / "demo"), "--allow-weak"])  # returns: exit status 0
