@@ -55,12 +55,22 @@ def test_f1_at_prevalence_matches_counting() -> None:
 
 
 def test_calibration_picks_the_best_f1_threshold_and_respects_prevalence() -> None:
-    assert calibrate_threshold(SCORES, LABELS) == pytest.approx(0.7)
+    # best F1 flags .9 .8 .7; the threshold sits midway to the next score (.6)
+    assert calibrate_threshold(SCORES, LABELS) == pytest.approx(0.65)
     # At a much lower prevalence every false positive costs more: the threshold rises.
     strict = calibrate_threshold(SCORES, LABELS, prevalence=0.001)
-    assert strict == pytest.approx(0.9)
+    assert strict == pytest.approx(0.85)
     with pytest.raises(ValueError, match="both bug and good"):
         calibrate_threshold(SCORES, np.zeros(10))
+
+
+def test_calibration_leaves_a_margin_on_a_separated_split() -> None:
+    scores = np.array([0.99, 0.95, 0.9, 0.3, 0.2, 0.1])
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    threshold = calibrate_threshold(scores, labels)
+    assert threshold == pytest.approx(0.6)  # midway between the weakest bug and the strongest good frame
+    assert confusion_at(scores, labels, threshold).f1 == 1.0
+    assert calibrate_threshold(np.array([0.9, 0.8]), np.array([0, 1])) == pytest.approx(0.8)  # no lower score
 
 
 def test_evaluate_scores_bundle() -> None:

@@ -75,7 +75,9 @@ _EXITS = (click.exceptions.Exit, typer.Exit)
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``bugdet`` script."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:  # without standalone mode, click returns typer.Exit(n)'s code
+            sys.exit(code)
     except BugdetError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(exc.exit_code)

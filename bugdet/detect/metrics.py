@@ -107,7 +107,8 @@ def calibrate_threshold(scores: np.ndarray, labels: np.ndarray, prevalence: floa
 
     With ``prevalence`` set, F1 is evaluated as it would be at that prevalence (the split's own
     class balance is factored out), so a validation set enriched with bugs still yields a
-    threshold strict enough for deployment. Ties prefer the higher threshold (fewer alerts).
+    threshold strict enough for deployment. Ties prefer the higher threshold (fewer alerts); the
+    threshold returned lies midway between the best-scoring one and the next lower score.
     """
     scores, labels = _validate(scores, labels)
     if not labels.any() or labels.all():
@@ -122,7 +123,13 @@ def calibrate_threshold(scores: np.ndarray, labels: np.ndarray, prevalence: floa
         prevalence = pos / (pos + neg)
     f1 = f1_at_prevalence(tpr, fpr, prevalence)
     best = int(np.argmax(f1))  # first maximum = highest threshold among ties
-    return float(thresholds[best])
+    if best + 1 == len(thresholds):
+        return float(thresholds[best])
+    # Any threshold in the gap down to the next lower score flags the same validation frames; the
+    # middle of the gap, not its edge at the lowest flagged score, leaves unseen frames room on
+    # both sides (on a cleanly separated split the edge sits on its weakest bug frame, so about
+    # half of the test's bug frames would fall under it).
+    return float((thresholds[best] + thresholds[best + 1]) / 2)
 
 
 @dataclass
