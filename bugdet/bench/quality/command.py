@@ -14,13 +14,14 @@ def quality(
     report: Optional[Path] = typer.Option(None, "--report", help="HTML report path (default: next to --json)."),
     quick: bool = typer.Option(False, "--quick", help="One seed, k in {0, 10, 25}, smaller captures, no multi-task: under 15 minutes on 2 cores, recording included."),
     workdir: Path = typer.Option(Path("bench-results/quality-work"), "--workdir", help="Captures and the bench project (reused)."),
-    bugs: Optional[str] = typer.Option(None, "--bugs", help="Comma-separated bug types (default fppc)."),
+    world: str = typer.Option("playtest", "--world", help="Whose captures: playtest (Panda3D, held-out seeds and scene variants) or openarena (ioquake3, held-out maps; needs the game)."),
+    bugs: Optional[str] = typer.Option(None, "--bugs", help="Comma-separated bug types (default: fppc on playtest, all six on openarena)."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (default 0,1,2; quick: 0)."),
     ks: Optional[str] = typer.Option(None, "--ks", help="Comma-separated labeled-bug budgets (default 0,5,10,25,50)."),
     methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods: floor, supervised, objective, pretrain_finetune, multitask (default all; quick: all but multitask)."),
     weapon_source: Optional[str] = typer.Option(None, "--weapon-source", help="engine | auto: how targets' weapon masks are found."),
 ) -> None:
-    """The paper's protocol on the playtest world: supervised vs objective vs pretrain+finetune vs multi-task."""
+    """The paper's protocol on a world's captures: supervised vs objective vs pretrain+finetune vs multi-task, per bug type."""
     import numpy as np
 
     from bugdet.cli.common import console
@@ -29,9 +30,15 @@ def quality(
     from bugdet.errors import InputError
     from bugdet.progress import rich_progress
 
-    s = QualitySettings.quick() if quick else QualitySettings()
+    from bugdet.bench.quality.layout import layout_for
+
+    layout = layout_for(world)
+    s = QualitySettings.for_world(world, quick)
     if bugs:
         s.bug_types = [b.strip() for b in bugs.split(",") if b.strip()]
+        unknown = [b for b in s.bug_types if b not in layout.bug_types]
+        if unknown:
+            raise InputError(f"--bugs: the {world} world cannot show {', '.join(unknown)} (it has: {', '.join(layout.bug_types)})")
     if seeds:
         s.seeds = [int(v) for v in seeds.split(",")]
     if ks:
