@@ -61,7 +61,10 @@ def quality(
     for row in summary["aggregate"]:
         console.print(f"{row['bug_type']:>10} {row['method']:>18} k={row['labeled_bugs']:<3} "
                       f"F1 {row['f1']:.3f}±{row['f1_std']:.3f}  PR-AUC {row['pr_auc']:.3f}  P@R0.5 {row['precision_at_recall_0_5']:.3f}")
-    console.print(json.dumps(summary["targets"], indent=1))
+    if "fppc" in s.bug_types:
+        console.print(json.dumps(summary["targets"], indent=1))
+    for bug_type, why in summary["data"].get("dropped_bug_types", {}).items():
+        console.print(f"not evaluated: {bug_type} ({why})")
     console.print(f"wrote {json_path} and {report}")
 
 
