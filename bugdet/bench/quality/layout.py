@@ -13,9 +13,10 @@ thresholds, ``test`` is scored once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from bugdet.errors import InputError
 from bugdet.progress import Progress
@@ -58,16 +59,16 @@ class DataLayout:
     segment_backend: str = "engine"  # how the mask bank's train frames are segmented
     weapon_source: str | None = None  # forced on the targets' weapon masks (None: the settings')
 
-    def sessions(self, s: "QualitySettings") -> list[SessionSpec]:
+    def sessions(self, s: QualitySettings) -> list[SessionSpec]:
         raise NotImplementedError
 
-    def captures_dir(self, workdir: Path, s: "QualitySettings") -> Path:
+    def captures_dir(self, workdir: Path, s: QualitySettings) -> Path:
         raise NotImplementedError
 
-    def record(self, missing: Sequence[SessionSpec], captures: Path, s: "QualitySettings", progress: Progress) -> None:
+    def record(self, missing: Sequence[SessionSpec], captures: Path, s: QualitySettings, progress: Progress) -> None:
         raise NotImplementedError
 
-    def describe(self, s: "QualitySettings") -> dict[str, Any]:
+    def describe(self, s: QualitySettings) -> dict[str, Any]:
         """Named in the benchmark's JSON: how the splits were made."""
         by_split: dict[str, dict[str, Any]] = {}
         for x in self.sessions(s):
@@ -90,7 +91,7 @@ class PlaytestLayout(DataLayout):
 
         return tuple(BUG_TYPES)
 
-    def sessions(self, s: "QualitySettings") -> list[SessionSpec]:
+    def sessions(self, s: QualitySettings) -> list[SessionSpec]:
         """``sessions_per_split`` sessions per scene and split.
 
         A split's frames are spread over several short sessions rather than one long one, so every
@@ -115,10 +116,10 @@ class PlaytestLayout(DataLayout):
                     out.append(SessionSpec(split, scene, base + i + 100 * j, per_session, prevalence, weapon))
         return out
 
-    def captures_dir(self, workdir: Path, s: "QualitySettings") -> Path:
+    def captures_dir(self, workdir: Path, s: QualitySettings) -> Path:
         return workdir / "captures" / f"{s.width}x{s.height}"
 
-    def record(self, missing: Sequence[SessionSpec], captures: Path, s: "QualitySettings", progress: Progress) -> None:
+    def record(self, missing: Sequence[SessionSpec], captures: Path, s: QualitySettings, progress: Progress) -> None:
         from bugdet.playtest.recorder import record_many
         from bugdet.playtest.session import PlaytestSpec
 
@@ -148,7 +149,7 @@ class OpenArenaLayout(DataLayout):
 
         return OPENARENA_BUGS
 
-    def sessions(self, s: "QualitySettings") -> list[SessionSpec]:
+    def sessions(self, s: QualitySettings) -> list[SessionSpec]:
         from bugdet.worlds.openarena.split import maps_in
 
         plan = [("train", "train", 11, s.unlabeled_frames, s.unlabeled_prevalence or s.prevalence),
@@ -162,10 +163,10 @@ class OpenArenaLayout(DataLayout):
                 out.append(SessionSpec(split, map_name, seed + i, per_map, prevalence))
         return out
 
-    def captures_dir(self, workdir: Path, s: "QualitySettings") -> Path:
+    def captures_dir(self, workdir: Path, s: QualitySettings) -> Path:
         return workdir / "captures" / f"openarena-{s.width}x{s.height}"
 
-    def record(self, missing: Sequence[SessionSpec], captures: Path, s: "QualitySettings", progress: Progress) -> None:
+    def record(self, missing: Sequence[SessionSpec], captures: Path, s: QualitySettings, progress: Progress) -> None:
         """One session at a time: each already runs ``record_workers`` engine replays side by side."""
         import shutil
         import time
