@@ -12,7 +12,7 @@ import typer
 def quality(
     json_path: Path = typer.Option(Path("bench-results/quality.json"), "--json", help="Where the measurements go."),
     report: Optional[Path] = typer.Option(None, "--report", help="HTML report path (default: next to --json)."),
-    quick: bool = typer.Option(False, "--quick", help="One seed, k in {0, 10, 25}, smaller captures, no multi-task: under 15 minutes on 2 cores, recording included."),
+    quick: bool = typer.Option(False, "--quick", help="One seed, smaller captures, no multi-task. playtest: k in {0, 10, 25}, under 15 minutes on 2 cores, recording included; openarena: k in {0, 10}, enriched splits, ~8 minutes recording + ~30 training."),
     workdir: Path = typer.Option(Path("bench-results/quality-work"), "--workdir", help="Captures and the bench project (reused)."),
     world: str = typer.Option("playtest", "--world", help="Whose captures: playtest (Panda3D, held-out seeds and scene variants) or openarena (ioquake3, held-out maps; needs the game)."),
     bugs: Optional[str] = typer.Option(None, "--bugs", help="Comma-separated bug types (default: fppc on playtest, all six on openarena)."),
