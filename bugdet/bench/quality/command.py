@@ -12,15 +12,16 @@ import typer
 def quality(
     json_path: Path = typer.Option(Path("bench-results/quality.json"), "--json", help="Where the measurements go."),
     report: Optional[Path] = typer.Option(None, "--report", help="HTML report path (default: next to --json)."),
-    quick: bool = typer.Option(False, "--quick", help="One seed, k in {0, 10, 25}, smaller captures, no multi-task: under 15 minutes on 2 cores, recording included."),
+    quick: bool = typer.Option(False, "--quick", help="One seed, smaller captures, no multi-task. playtest: k in {0, 10, 25}, under 15 minutes on 2 cores, recording included; openarena: k in {0, 10}, enriched splits, ~8 minutes recording + ~30 training."),
     workdir: Path = typer.Option(Path("bench-results/quality-work"), "--workdir", help="Captures and the bench project (reused)."),
-    bugs: Optional[str] = typer.Option(None, "--bugs", help="Comma-separated bug types (default fppc)."),
+    world: str = typer.Option("playtest", "--world", help="Whose captures: playtest (Panda3D, held-out seeds and scene variants) or openarena (ioquake3, held-out maps; needs the game)."),
+    bugs: Optional[str] = typer.Option(None, "--bugs", help="Comma-separated bug types (default: fppc on playtest, all six on openarena)."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (default 0,1,2; quick: 0)."),
     ks: Optional[str] = typer.Option(None, "--ks", help="Comma-separated labeled-bug budgets (default 0,5,10,25,50)."),
     methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods: floor, supervised, objective, pretrain_finetune, multitask (default all; quick: all but multitask)."),
     weapon_source: Optional[str] = typer.Option(None, "--weapon-source", help="engine | auto: how targets' weapon masks are found."),
 ) -> None:
-    """The paper's protocol on the playtest world: supervised vs objective vs pretrain+finetune vs multi-task."""
+    """The paper's protocol on a world's captures: supervised vs objective vs pretrain+finetune vs multi-task, per bug type."""
     import numpy as np
 
     from bugdet.cli.common import console
@@ -29,9 +30,15 @@ def quality(
     from bugdet.errors import InputError
     from bugdet.progress import rich_progress
 
-    s = QualitySettings.quick() if quick else QualitySettings()
+    from bugdet.bench.quality.layout import layout_for
+
+    layout = layout_for(world)
+    s = QualitySettings.for_world(world, quick)
     if bugs:
         s.bug_types = [b.strip() for b in bugs.split(",") if b.strip()]
+        unknown = [b for b in s.bug_types if b not in layout.bug_types]
+        if unknown:
+            raise InputError(f"--bugs: the {world} world cannot show {', '.join(unknown)} (it has: {', '.join(layout.bug_types)})")
     if seeds:
         s.seeds = [int(v) for v in seeds.split(",")]
     if ks:
@@ -54,7 +61,10 @@ def quality(
     for row in summary["aggregate"]:
         console.print(f"{row['bug_type']:>10} {row['method']:>18} k={row['labeled_bugs']:<3} "
                       f"F1 {row['f1']:.3f}±{row['f1_std']:.3f}  PR-AUC {row['pr_auc']:.3f}  P@R0.5 {row['precision_at_recall_0_5']:.3f}")
-    console.print(json.dumps(summary["targets"], indent=1))
+    if "fppc" in s.bug_types:
+        console.print(json.dumps(summary["targets"], indent=1))
+    for bug_type, why in summary["data"].get("dropped_bug_types", {}).items():
+        console.print(f"not evaluated: {bug_type} ({why})")
     console.print(f"wrote {json_path} and {report}")
 
 

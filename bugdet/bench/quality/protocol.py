@@ -1,6 +1,6 @@
-"""``bugdet bench quality``: the paper's low-label protocol, reproduced on the playtest world.
+"""``bugdet bench quality``: the paper's low-label protocol, reproduced on a world's captures.
 
-Data. Train, validation and test captures are recorded from disjoint seed ranges (the playtest
+Data (the playtest world; OpenArena splits by map instead, see :mod:`.layout`). Train, validation and test captures are recorded from disjoint seed ranges (the playtest
 world's split rule), each split spread over several short sessions per scene that cycle the
 weapons; test captures also use scene variants that training never saw, at realistic
 prevalence (1% by default). The train captures are the unlabeled pool: the objective's targets,
@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bugdet.bench.quality.layout import SessionSpec, layout_for
 from bugdet.detect.data import LabeledFrame, ObjectiveSampler
 from bugdet.detect.floor import ViewmodelDifferenceFloor
 from bugdet.detect.frames import frames_with_ground_truth, load_images
@@ -85,6 +86,9 @@ class QualitySettings:
     objective_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per bug type, overrides the objective's defaults
     device: str = "cpu"
     record_workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))  # sessions recorded side by side
+    world: str = "playtest"  # whose captures (see bugdet.bench.quality.layout)
+    unlabeled_prevalence: float | None = None  # the unlabeled pool's; None: ``prevalence``
+    maps: dict[str, list[str]] = field(default_factory=dict)  # OpenArena: split -> maps, overriding the world's split
 
     @classmethod
     def quick(cls) -> "QualitySettings":
@@ -95,47 +99,42 @@ class QualitySettings:
                    unlabeled_frames=600, label_pool_frames=600, val_frames=450, test_frames=3000,
                    segment_frames=48, epochs=10, finetune_epochs=5, steps_per_epoch=30)
 
+    @classmethod
+    def for_world(cls, world: str, quick: bool = False) -> "QualitySettings":
+        """The settings for ``world``: the playtest ones as above; OpenArena's record far fewer
+        frames (its replays run at ~6-15 frames/s on 2 cores, against ~100 for the playtest world)."""
+        from bugdet.bench.quality.layout import layout_for
 
-@dataclass(frozen=True)
-class SessionSpec:
-    split: str
-    scene: str
-    seed: int
-    frames: int
-    prevalence: float
-    weapon: str
-
-    @property
-    def name(self) -> str:
-        """Everything that shapes the recording, so a capture on disk is reused only as itself."""
-        return f"{self.split}-{self.scene}-{self.seed}-{self.weapon}-{self.frames}f-{self.prevalence:g}p"
+        layout = layout_for(world)
+        if world == "playtest":
+            return cls.quick() if quick else cls()
+        s = cls.quick() if quick else cls()
+        s.world, s.bug_types, s.weapon_source = world, list(layout.bug_types), layout.weapon_source or s.weapon_source
+        s.methods = [m for m in s.methods if m != "floor"]  # the floor is FPPC-only and OpenArena has no FPPC
+        if quick:
+            # Six bug types at a deployment-like 1% each would leave 2-3 bug frames per type in a
+            # split of a few hundred frames: quick mode enriches every split so that each holds
+            # ~10 or more bug frames per type (episodes of 2-6 frames, so ~3-5 episodes per type).
+            # The unlabeled pool stays near 1% per type. Thresholds are calibrated for the test
+            # split's prevalence.
+            s.ks = [0, 10]
+            s.unlabeled_frames, s.unlabeled_prevalence = 400, 0.06
+            s.label_pool_frames, s.label_pool_prevalence = 480, 0.3
+            s.val_frames, s.val_prevalence = 400, 0.2
+            s.test_frames, s.prevalence = 600, 0.15
+            s.segment_frames = 24
+        else:
+            s.unlabeled_frames, s.unlabeled_prevalence = 2000, 0.06
+            s.label_pool_frames, s.label_pool_prevalence = 1600, 0.3
+            s.val_frames, s.val_prevalence = 1000, 0.15
+            s.test_frames, s.prevalence = 3000, 0.06
+            s.segment_frames = 60
+        return s
 
 
 def session_specs(s: QualitySettings) -> list[SessionSpec]:
-    """Every capture the benchmark records: ``sessions_per_split`` sessions per scene and split.
-
-    A split's frames are spread over several short sessions rather than one long one, so every
-    split sees every weapon (cycled over the sessions) and many layouts and variants: with one
-    session per split, a test weapon that no training capture held decided the whole result.
-    The unlabeled pool covering all of the game's weapons is what a studio's footage gives; which
-    of them the k labeled bugs show is left to the draw.
-    """
-    from bugdet.playtest.split import TEST_START, VAL_START
-    from bugdet.playtest.viewmodel import WEAPONS
-
-    plan = [("train", 11, s.unlabeled_frames, s.prevalence),
-            ("labelpool", 21, s.label_pool_frames, s.label_pool_prevalence),
-            ("val", VAL_START + 11, s.val_frames, s.val_prevalence),
-            ("test", TEST_START + 11, s.test_frames, s.prevalence)]
-    n = max(1, s.sessions_per_split)
-    out = []
-    for split, base, frames, prevalence in plan:
-        for i, scene in enumerate(s.scenes):
-            for j in range(n):
-                per_session = frames // n + (1 if j < frames % n else 0)
-                weapon = WEAPONS[(i + j) % len(WEAPONS)]
-                out.append(SessionSpec(split, scene, base + i + 100 * j, per_session, prevalence, weapon))
-    return out
+    """Every capture the benchmark records for ``s.world`` (see :mod:`.layout`)."""
+    return layout_for(s.world).sessions(s)
 
 
 def data_key(s: QualitySettings) -> str:
@@ -146,6 +145,8 @@ def data_key(s: QualitySettings) -> str:
 
     layout = {"sessions": [x.name for x in session_specs(s)], "size": [s.width, s.height], "bugs": s.bug_types,
               "segment_frames": s.segment_frames, "weapon_source": s.weapon_source}
+    if s.world != "playtest":  # the playtest world's keys predate worlds: its workdirs stay valid
+        layout["world"] = s.world
     return "project-" + hashlib.sha256(json.dumps(layout, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -180,28 +181,25 @@ def prepare_data(s: QualitySettings, workdir: Path, size: tuple[int, int], progr
     from bugdet.cluster.pipeline import run_clustering
     from bugdet.embed.pipeline import build_embedder, embed_masks
     from bugdet.ingest.ingester import ingest
-    from bugdet.playtest.recorder import record_many
-    from bugdet.playtest.session import PlaytestSpec
     from bugdet.segment.run import segment_project
 
+    layout = layout_for(s.world)
     overrides = [
         "filter.embed.model=ViT-S-32", "filter.embed.pretrained=none", "filter.embed.backend=torch",
         "filter.cluster.dedupe_similarity=null",  # unpretrained embeddings cannot tell duplicates apart
         f"augment.weapon_source={s.weapon_source}",
     ]
     project = Project.open(workdir / data_key(s), overrides, create=True)
-    captures = workdir / "captures" / f"{s.width}x{s.height}"
+    captures = layout.captures_dir(workdir, s)
     sessions = session_specs(s)
-    missing = [(PlaytestSpec(scene=x.scene, seed=x.seed, frames=x.frames, width=s.width, height=s.height,
-                             prevalence=x.prevalence, bugs=tuple(s.bug_types), weapon=x.weapon), captures / x.name)
-               for x in sessions if not (captures / x.name / "session.json").exists()]
-    record_many(missing, workers=s.record_workers, progress=progress)
+    layout.record([x for x in sessions if not is_recorded(captures / x.name)], captures, s, progress)
     for session in sessions:
         ingest(project, [captures / session.name], split=session.split, progress=progress)
     conn = project.connect()
+    dropped = drop_unseen_bug_types(s, conn)
     train_rows = [f for f in iter_frames(conn, split="train")]
     test_rows = [f for f in iter_frames(conn, split="test")]
-    segment_project(project, backend="engine", split="train", frame_ids=segment_frame_ids(train_rows, s.segment_frames),
+    segment_project(project, backend=layout.segment_backend, split="train", frame_ids=segment_frame_ids(train_rows, s.segment_frames),
                     progress=progress)
     embed_masks(project, build_embedder(project), progress=progress)
     clustering = run_clustering(project, progress=progress)
@@ -226,8 +224,54 @@ def prepare_data(s: QualitySettings, workdir: Path, size: tuple[int, int], progr
         "episodes": {split: {t: count_episodes(list(iter_frames(conn, split=split)), t) for t in s.bug_types}
                      for split in ("labelpool", "val", "test")},
         "sessions": [session.name for session in sessions],
+        "layout": layout.describe(s),
+        "dropped_bug_types": dropped,
+        "record_fps": record_speed(captures, sessions),
     }
     return BenchData(project, train_rows, unlabeled, train, val, test, test_rows, targets, sources, notes)
+
+
+def drop_unseen_bug_types(s: QualitySettings, conn) -> dict[str, str]:
+    """Narrow ``s.bug_types`` to those the captures hold bug frames of in the label pool (when
+    k > 0 is asked), the validation split (thresholds) and the test split (scores); returns
+    the dropped ones with the reason. OpenArena's z-fighting, for one, shows only where the
+    bots' fire left marks on screen, which a short capture may never do."""
+    splits = ["val", "test"] + (["labelpool"] if any(k > 0 for k in s.ks) else [])
+    present = {split: {t: 0 for t in s.bug_types} for split in splits}
+    for split in splits:
+        for row in iter_frames(conn, split=split):
+            for t in s.bug_types:
+                if (row.ground_truth or {}).get(t, {}).get("present"):
+                    present[split][t] += 1
+    dropped = {t: "no bug frames in the " + ", ".join(sp for sp in splits if not present[sp][t]) + " split(s)"
+               for t in s.bug_types if any(not present[sp][t] for sp in splits)}
+    if len(dropped) == len(s.bug_types):
+        raise InputError(f"the captures hold no bug frames to evaluate any bug type on: {dropped}")
+    s.bug_types = [t for t in s.bug_types if t not in dropped]
+    return dropped
+
+
+def record_speed(captures: Path, sessions: Sequence[SessionSpec]) -> dict[str, float] | None:
+    """Frames per second of recording (clean twin and bug replays included), where the world's
+    recorder wrote its timing next to the capture (OpenArena)."""
+    frames = seconds = 0.0
+    for x in sessions:
+        try:
+            timing = json.loads((captures / x.name / "bench-record.json").read_text())
+        except (OSError, ValueError):
+            continue
+        frames, seconds = frames + timing["frames"], seconds + timing["seconds"]
+    return {"frames": frames, "seconds": round(seconds, 1), "fps": round(frames / seconds, 2)} if seconds else None
+
+
+def is_recorded(session: Path) -> bool:
+    """A capture finished recording (an interrupted one is recorded again)."""
+    from bugdet.ingest.session_format import SESSION_FILE
+
+    try:
+        return json.loads((session / SESSION_FILE).read_text()).get("status") == "complete"
+    except (OSError, ValueError):
+        return False
 
 
 def count_episodes(rows: Sequence[FrameRow], bug_type: str) -> int:
@@ -347,6 +391,7 @@ class QualityBenchmark:
     def run(self) -> dict[str, Any]:
         started = time.perf_counter()
         self.data = prepare_data(self.s, self.workdir, self.size, self.progress)
+        self.model = resolve_model_name(self.s.model, self.s.bug_types)  # the bug types may have narrowed
         data_seconds = time.perf_counter() - started
         methods = set(self.s.methods)
         for seed in self.s.seeds:
@@ -386,6 +431,7 @@ class QualityBenchmark:
         test_bugs = sum(1 for f in self.data.test if f.is_bug)
         return {
             "benchmark": "quality",
+            "world": self.s.world,
             "prevalence": self.s.prevalence,
             "test_prevalence_measured": test_bugs / max(len(self.data.test), 1),
             "settings": asdict(self.s),

@@ -106,10 +106,16 @@ def render_report(summary: dict[str, Any], curves: dict[str, dict], test_images:
         "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{margin:4px}"
         ".thumbs img{width:240px;border:2px solid #c00}</style>",
-        "<h1>bugdet quality benchmark</h1>",
+        f"<h1>bugdet quality benchmark: {html.escape(summary.get('world', 'playtest'))} world</h1>",
         f"<p>Test prevalence {summary['test_prevalence_measured']:.4f} (target {summary['prevalence']}); "
         f"backbones trained from scratch (unpretrained); mask-bank embeddings: {html.escape(str(summary['data'].get('mask_bank', '')))}.</p>",
-        "<h2>Targets</h2>", _table([{"target": k, "value": v} for k, v in summary["targets"].items()], ["target", "value"]),
+    ]
+    dropped = summary["data"].get("dropped_bug_types") or {}
+    if dropped:
+        parts.append("<p>Not evaluated: " + "; ".join(f"{html.escape(t)} ({html.escape(why)})" for t, why in dropped.items()) + ".</p>")
+    if "fppc" in bug_types:  # the protocol's targets are stated for FPPC
+        parts += ["<h2>Targets</h2>", _table([{"target": k, "value": v} for k, v in summary["targets"].items()], ["target", "value"])]
+    parts += [
         "<h2>Mean over seeds</h2>",
         _table(summary["aggregate"], ["bug_type", "method", "labeled_bugs", "seeds", "f1", "f1_std", "pr_auc", "pr_auc_std",
                                       "precision_at_recall_0_5"]),
