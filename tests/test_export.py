@@ -95,13 +95,14 @@ def _train(steps: int, seed: int) -> BugDetector:
     return model.eval()
 
 
-def make_package(models_dir: Path, version: str = "1", detector: BugDetector | None = None, **kwargs) -> Path:
+def make_package(models_dir: Path, version: str = "1", detector: BugDetector | None = None, name: str = "detector",
+                 **kwargs) -> Path:
     """Export with the fast TorchScript exporter (the dynamo path is covered by the export test)."""
     detector = detector or trained_detector()
     kwargs.setdefault("exporter", "torchscript")
     frames, _ = scene_frames(6, seed=99)
     result = export_package(
-        detector, frames, models_dir, name="detector", version=version,
+        detector, frames, models_dir, name=name, version=version,
         thresholds={"missing_texture": 0.5, "black_hole": 0.6},
         training_data={"frames": 48, "source": "OpenCV-drawn test scenes"}, metrics={"note": "test model"}, **kwargs,
     )

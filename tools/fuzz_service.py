@@ -79,9 +79,10 @@ def jpeg_header(width: int, height: int, tail: bytes = b"") -> bytes:
 class Corpus:
     """Seeded generators of frames, Detect / DetectStream / ModelInfer requests."""
 
-    def __init__(self, input_hw: tuple[int, int], rng: random.Random):
+    def __init__(self, input_hw: tuple[int, int], rng: random.Random, model: str):
         self.rng = rng
         self.h, self.w = input_hw
+        self.model = model  # the served model's name (KServe requests must name it)
         nrng = np.random.default_rng(rng.randrange(1 << 30))
         self.images = [nrng.integers(0, 255, (self.h * k, self.w * k, 3), dtype=np.uint8) for k in (1, 2)]
         self.pngs = [cv2.imencode(".png", im)[1].tobytes() for im in self.images]
@@ -161,7 +162,7 @@ class Corpus:
         shape, datatype, name = [n, h, w, 3], "UINT8", "images"
         data = rng.randbytes(n * h * w * 3)
         kind = rng.randrange(10)
-        request = ipb.ModelInferRequest(model_name="detector", id=f"r{rng.randrange(1 << 20)}")
+        request = ipb.ModelInferRequest(model_name=self.model, id=f"r{rng.randrange(1 << 20)}")
         if kind == 0:
             shape = rng.choice([[], [n], [n, h, w], [n, w, h, 3], [-1, h, w, 3], [0, h, w, 3], [1 << 40, h, w, 3], [n, h, w, 3, 1], [65, h, w, 3]])
         elif kind == 1:
@@ -262,7 +263,7 @@ def warm_up(channel: grpc.Channel, corpus: Corpus, metadata) -> None:
         detection.Detect(pb.DetectRequest(frames=frames, include_heatmaps=True), timeout=GENEROUS_S, metadata=metadata)
         list(detection.DetectStream(iter([pb.DetectStreamRequest(frame=f) for f in frames]), timeout=GENEROUS_S, metadata=metadata))
         tensor = ipb.ModelInferRequest.InferInputTensor(name="images", datatype="UINT8", shape=[2, corpus.h, corpus.w, 3])
-        inference.ModelInfer(ipb.ModelInferRequest(model_name="detector", inputs=[tensor], raw_input_contents=[bytes(2 * corpus.h * corpus.w * 3)]),
+        inference.ModelInfer(ipb.ModelInferRequest(model_name=corpus.model, inputs=[tensor], raw_input_contents=[bytes(2 * corpus.h * corpus.w * 3)]),
                              timeout=GENEROUS_S, metadata=metadata)
 
 
@@ -282,11 +283,11 @@ def fuzz(address: str, pid: int | None, count: int, seconds: float, concurrency:
     channel = grpc.insecure_channel(address, options=options)
     metadata = [("authorization", f"Bearer {token}")] if token else None
     info = pb_grpc.DetectionStub(channel).GetModelInfo(pb.ModelInfoRequest(), timeout=GENEROUS_S, metadata=metadata)
-    corpus = Corpus((info.input_height, info.input_width), random.Random(seed))
+    corpus = Corpus((info.input_height, info.input_width), random.Random(seed), info.name)
     warm_up(channel, corpus, metadata)
     rss_fresh = rss_bytes(pid)
     if warm_up_count:  # every error path once (lazy initialisation, decoder state), not counted
-        send(channel, Corpus((info.input_height, info.input_width), random.Random(seed + 1 << 20)), Tally(), warm_up_count,
+        send(channel, Corpus((info.input_height, info.input_width), random.Random(seed + 1 << 20), info.name), Tally(), warm_up_count,
              time.monotonic() + seconds, concurrency, slack, metadata, lambda line: None)
         warm_up(channel, corpus, metadata)
     rss_start = rss_bytes(pid)
