@@ -120,7 +120,7 @@ def test_cli_allow_weak_exits_zero_and_still_prints_failed(tmp_path: Path, weak_
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path: Path) -> None:
-    """The real demo from an empty project directory (about 5-6 minutes on 2 cores)."""
+    """The real demo from an empty project directory (about 2 minutes on 2 idle cores)."""
     project = tmp_path / "demo"
     run = subprocess.run([sys.executable, "-m", "bugdet", "demo", "-p", str(project), "--allow-weak"],
                          capture_output=True, text=True, timeout=1800)

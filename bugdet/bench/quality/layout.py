@@ -13,6 +13,7 @@ thresholds, ``test`` is scored once.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,7 @@ def spread(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if j < total % parts else 0) for j in range(parts)]
 
 
-class DataLayout:
+class DataLayout(ABC):
     """The world-specific half of the benchmark's data (see the module docstring)."""
 
     world: str = ""
@@ -59,14 +60,17 @@ class DataLayout:
     segment_backend: str = "engine"  # how the mask bank's train frames are segmented
     weapon_source: str | None = None  # forced on the targets' weapon masks (None: the settings')
 
+    @abstractmethod
     def sessions(self, s: QualitySettings) -> list[SessionSpec]:
-        raise NotImplementedError
+        """Every capture session the benchmark needs, per split."""
 
+    @abstractmethod
     def captures_dir(self, workdir: Path, s: QualitySettings) -> Path:
-        raise NotImplementedError
+        """Where this world's captures are kept in the workdir."""
 
+    @abstractmethod
     def record(self, missing: Sequence[SessionSpec], captures: Path, s: QualitySettings, progress: Progress) -> None:
-        raise NotImplementedError
+        """Record the sessions not yet on disk."""
 
     def describe(self, s: QualitySettings) -> dict[str, Any]:
         """Named in the benchmark's JSON: how the splits were made."""
