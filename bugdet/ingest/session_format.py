@@ -222,3 +222,14 @@ class SessionReader:
 
     def resolve(self, rel: str | None) -> Path | None:
         return None if rel is None else self.root / rel
+
+
+def check_capture_request(frames: int, prevalence: float, bugs: tuple[str, ...] | list[str]) -> None:
+    """The checks every world's recorder makes on what it is asked to record (one ``InputError``
+    each): at least one frame, a prevalence in [0, 0.5], and bug types to inject when it is above 0."""
+    if frames < 1:
+        raise InputError("--frames must be at least 1")
+    if not 0.0 <= prevalence <= 0.5:
+        raise InputError(f"prevalence must be in [0, 0.5], got {prevalence}")
+    if prevalence > 0 and not bugs:
+        raise InputError("a prevalence above 0 needs at least one bug type (--bugs)")

@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from bugdet.errors import InputError
-from bugdet.ingest.session_format import Pose
+from bugdet.ingest.session_format import Pose, check_capture_request
 from bugdet.playtest import groundtruth as gt
 from bugdet.playtest.bugs import BugEffect, BugScheduler, CameraClipping, FrameContext, RenderPair
 from bugdet.playtest.player import Player
@@ -45,14 +45,9 @@ class PlaytestSpec:
     def validate(self) -> None:
         if self.scene not in SCENES:
             raise InputError(f"unknown scene {self.scene!r}; known: {', '.join(SCENES)}")
-        if self.frames < 1:
-            raise InputError("--frames must be at least 1")
+        check_capture_request(self.frames, self.prevalence, self.bugs)
         if not (32 <= self.width <= 4096 and 32 <= self.height <= 4096):
             raise InputError(f"resolution {self.width}x{self.height} out of range (32..4096)")
-        if not 0.0 <= self.prevalence <= 0.5:
-            raise InputError(f"prevalence must be in [0, 0.5], got {self.prevalence}")
-        if self.prevalence > 0 and not self.bugs:
-            raise InputError("a prevalence above 0 needs at least one bug type (--bugs)")
         if self.weapon is not None and self.weapon not in WEAPONS:
             raise InputError(f"unknown weapon {self.weapon!r}; known: {', '.join(WEAPONS)}")
         variant_for(self.scene, self.seed, self.variant)

@@ -36,6 +36,7 @@ from bugdet.ingest.session_format import (
     SessionInfo,
     SessionReader,
     SessionWriter,
+    check_capture_request,
 )
 from bugdet.playtest.seeding import stream
 from bugdet.progress import NullProgress, Progress
@@ -72,14 +73,9 @@ class OpenArenaSpec:
     demo: Path | None = None  # replay this demo (e.g. one a session kept) instead of playing a match
 
     def validate(self, engine: Engine) -> None:
-        if self.frames < 1:
-            raise InputError("--frames must be at least 1")
+        check_capture_request(self.frames, self.prevalence, self.bugs)
         if not (64 <= self.width <= 1920 and 48 <= self.height <= 1080):
             raise InputError(f"resolution {self.width}x{self.height} out of range (64x48..1920x1080)")
-        if not 0.0 <= self.prevalence <= 0.5:
-            raise InputError(f"prevalence must be in [0, 0.5], got {self.prevalence}")
-        if self.prevalence > 0 and not self.bugs:
-            raise InputError("a prevalence above 0 needs at least one bug type (--bugs)")
         if not 1 <= self.bots <= len(BOTS):
             raise InputError(f"--bots must be in 1..{len(BOTS)}")
         if self.workers < 0:
