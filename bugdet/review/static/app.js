@@ -148,15 +148,23 @@ async function decideCluster(cluster, action) {
   await refreshAll();
 }
 
+// Each open (or close) is a new generation: an open whose answer arrives after the tester closed
+// the cluster, or opened another, draws nothing (a refresh after a decision used to reopen a
+// cluster closed with Esc while the refresh was in flight).
+let clusterGeneration = 0;
+
 async function openCluster(cluster, offset) {
   const fresh = state.clusterOpen !== cluster;
+  const generation = ++clusterGeneration;
   state.clusterOpen = cluster; state.clusterOffset = Math.max(0, offset);
   let data = await api(`/api/clusters/${cluster}/masks?run=${state.run}&offset=${state.clusterOffset}` +
                        `&limit=${state.pageSize}&show=${state.clusterShow}`);
+  if (generation !== clusterGeneration) return;
   if (!data.masks.length && data.offset > 0) {  // the page emptied (undecided only): step back to the last one left
     state.clusterOffset = Math.max(0, Math.floor((data.total - 1) / state.pageSize) * state.pageSize);
     data = await api(`/api/clusters/${cluster}/masks?run=${state.run}&offset=${state.clusterOffset}` +
                      `&limit=${state.pageSize}&show=${state.clusterShow}`);
+    if (generation !== clusterGeneration) return;
   }
   state.clusterMasks = data.masks;
   const listed = new Set(data.masks.map((m) => m.mask_id));
@@ -914,6 +922,7 @@ function closeTopmost() {
 }
 
 function closeCluster() {
+  clusterGeneration++;  // an open still waiting for its answer must not show the cluster again
   state.clusterOpen = null; state.selected.clear();
   $("#cluster-detail").classList.add("hidden");
 }
