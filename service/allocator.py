@@ -12,8 +12,10 @@ shrinking after a burst.
 That price is paid once per malloc arena, and glibc gives a threaded process up to 8 arenas per
 core: the gRPC and batcher threads each grew their own and kept its freed frames, so the server's
 resident size crept up with every new mix of requests (5,000 fuzz requests: +9-11% over a warmed
-baseline). One arena per core keeps the same page-fault saving and bounds what is kept (+1.7% on
-the same run).
+baseline). One arena per core keeps the same page-fault saving and bounds what is kept. A cap set
+with ``mallopt`` binds only arenas made after the call, and grpc and onnxruntime start threads as
+they are imported, so the server re-executes itself once with glibc's environment settings
+(:func:`reexec_with_malloc_env`): then the cap holds from the process's first allocation.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from typing import Mapping
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -49,3 +52,30 @@ def keep_frame_buffers_mapped(mmap_threshold: int = 32 << 20, trim_threshold: in
     arenas = arenas or max(1, os.cpu_count() or 1)
     return (bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(M_TRIM_THRESHOLD, trim_threshold))
             and bool(mallopt(M_ARENA_MAX, arenas)))
+
+
+#: Set in the environment of the re-executed server, so it never re-executes twice.
+REEXEC_MARK = "BUGDET_MALLOC_ENV"
+
+
+def malloc_env(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20, arenas: int | None = None) -> dict[str, str]:
+    """The glibc environment settings equal to :func:`keep_frame_buffers_mapped`'s defaults."""
+    return {"MALLOC_ARENA_MAX": str(arenas or max(1, os.cpu_count() or 1)),
+            "MALLOC_MMAP_THRESHOLD_": str(mmap_threshold), "MALLOC_TRIM_THRESHOLD_": str(trim_threshold)}
+
+
+def reexec_with_malloc_env(environ: Mapping[str, str] | None = None) -> None:
+    """Replace this process (same pid, same arguments) with one started under :func:`malloc_env`,
+    unless it already was, a user set ``MALLOC_ARENA_MAX`` themselves, or this is not Linux. Only a
+    process whose sole job is serving may call this: it never returns when it re-executes."""
+    env = dict(os.environ if environ is None else environ)
+    if not sys.platform.startswith("linux") or REEXEC_MARK in env or "MALLOC_ARENA_MAX" in env:
+        return
+    argv = list(getattr(sys, "orig_argv", []))
+    if not argv:
+        return
+    env.update(malloc_env())
+    env[REEXEC_MARK] = "1"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *argv[1:]], env)

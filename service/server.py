@@ -20,7 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from service import protos, reflection
-from service.allocator import keep_frame_buffers_mapped
+from service.allocator import keep_frame_buffers_mapped, reexec_with_malloc_env
 from service.auth import BearerTokenInterceptor
 from service.batcher import DynamicBatcher
 from service.config import ServerConfig
@@ -157,6 +157,7 @@ class DetectionServer:
 
 def run_forever(config: ServerConfig, announce: Callable[[str], None] = print) -> None:
     """Start, print where it listens, serve until SIGINT/SIGTERM, then drain."""
+    reexec_with_malloc_env()  # the arena cap must hold before grpc's and onnxruntime's threads exist
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     keep_frame_buffers_mapped()  # this process only serves: no page faults per frame
     if not config.models_dir.is_dir():

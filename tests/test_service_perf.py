@@ -5,6 +5,7 @@ issue's fields plus a breakdown that adds up (no timing asserts: numbers vary by
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -130,6 +131,27 @@ def test_bench_measure_reports_the_issue_fields_and_a_breakdown_that_adds_up(mod
     assert stream["inproc_infer_ms_per_frame"] > 0 and stream["inproc_decode_ms_per_frame"] > 0
     assert result["grpc_floor_p50_ms"] > 0 and result["latency_ratio_floor"] > 1.0
     assert result["model_input_only"]["latency_ratio"] > 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings are Linux-only")
+def test_served_process_runs_under_the_malloc_arena_cap_from_its_start(models: Path) -> None:
+    """mallopt's arena cap misses arenas made before the call (grpc and onnxruntime start threads
+    on import), so the server re-executes itself once under glibc's environment settings: same
+    pid (callers and supervisors keep their handle), the cap in its environment, still serving."""
+    import os
+
+    from service.allocator import REEXEC_MARK
+    from service.client import SpawnedServer
+
+    if "MALLOC_ARENA_MAX" in os.environ:
+        pytest.skip("the caller set MALLOC_ARENA_MAX: the server keeps the user's setting")
+    with SpawnedServer(str(models)) as server:
+        environ = dict(item.split("=", 1) for item in Path(f"/proc/{server.process.pid}/environ").read_text().split("\0") if "=" in item)
+        assert environ["MALLOC_ARENA_MAX"] == str(os.cpu_count()) and environ[REEXEC_MARK] == "1"
+        assert environ["MALLOC_TRIM_THRESHOLD_"] == str(256 << 20)
+        frames, _ = scene_frames(1, seed=29)
+        stub = pb_grpc.DetectionStub(grpc.insecure_channel(server.address))
+        assert [r.id for r in stub.Detect(pb.DetectRequest(frames=[_raw(frames[0], "a")]), timeout=10).results] == ["a"]
 
 
 def test_allocator_tuning_applies_on_glibc_and_the_server_still_serves(models: Path) -> None:
