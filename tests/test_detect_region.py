@@ -90,3 +90,61 @@ def test_auto_picks_the_region_model_only_when_every_bug_type_shows_on_the_viewm
     assert create_detector("auto", ["fppc"]).region is not None
     mixed = create_detector("auto", ["fppc", "missing_texture"])
     assert mixed.region is None and mixed.input_size == (144, 192)
+
+
+TWO_BRANCH = {**WHOLE, "frame_size": [32, 48],
+              "region": {"box": [0.5, 0.5, 1.0, 1.0], "bug_types": ["fppc"],
+                         "backbone": {"type": "compact_cnn", "widths": [8, 12, 16, 16]}}}
+
+
+def test_a_region_with_its_own_backbone_adds_a_branch_for_its_bug_types_only() -> None:
+    """FPPC reads the viewmodel's corner at full resolution, whole-frame bugs the whole frame at
+    ``frame_size``; callers still see one model, with scores and maps in their bug-type order."""
+    detector = create_detector(TWO_BRANCH, ["missing_texture", "fppc", "black_frame"], seed=0).eval()
+    assert detector.main_types == ["missing_texture", "black_frame"] and detector.region_types == ["fppc"]
+    x = torch.rand(2, 3, *SIZE, generator=torch.Generator().manual_seed(1))
+    corner = x.clone()
+    corner[..., 40:60, 60:90] = 0.0  # inside the region: only fppc's branch sees it at full size
+    top_left = x.clone()
+    top_left[..., :24, :40] = 0.0  # outside the region: fppc's score must not move
+    with torch.no_grad():
+        scores, maps = detector(x)
+        assert scores.shape == (2, 3) and maps.shape[:2] == (2, 3)
+        moved = detector(top_left)[0]
+        assert torch.equal(moved[:, 1], scores[:, 1])
+        assert not torch.equal(moved[:, 0], scores[:, 0]) and not torch.equal(moved[:, 2], scores[:, 2])
+        assert not torch.equal(detector(corner)[0][:, 1], scores[:, 1])
+        # fppc's map is dark outside its corner; the whole-frame types' maps are not
+        h, w = maps.shape[-2:]
+        assert float(maps[:, 1, : h // 2 - 1, :].max()) < 1e-9
+        assert float(maps[:, 0, : h // 2 - 1, :].min()) > 1e-6
+    # the branch's heads follow the names: swapping the order swaps the outputs
+    swapped = create_detector(TWO_BRANCH, ["fppc", "missing_texture", "black_frame"], seed=0).eval()
+    swapped.load_state_dict(detector.state_dict())
+    with torch.no_grad():
+        assert torch.equal(swapped(x)[0][:, 0], scores[:, 1])
+
+
+def test_a_two_branch_config_with_one_kind_of_bug_type_builds_one_branch(tmp_path) -> None:
+    only_fppc = create_detector(TWO_BRANCH, ["fppc"], seed=0)
+    assert only_fppc.main_on_region and not only_fppc.region_types  # the region's own backbone, on the crop
+    assert only_fppc.backbone.out_channels == 16 and not hasattr(only_fppc, "region_backbone")
+    only_frame = create_detector(TWO_BRANCH, ["missing_texture"], seed=0)
+    assert only_frame.region is None and only_frame.frame_size == (32, 48)
+    both = create_detector(TWO_BRANCH, ["fppc", "missing_texture"], seed=0).eval()
+    save_checkpoint(tmp_path / "d.pt", both)
+    loaded, _ = load_checkpoint(tmp_path / "d.pt")
+    x = torch.rand(1, 3, *SIZE)
+    with torch.no_grad():
+        assert torch.equal(both(x)[0], loaded(x)[0]) and torch.equal(both(x)[1], loaded(x)[1])
+
+
+def test_a_two_branch_detector_exports_to_onnx_with_parity(tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    from bugdet.export.package import export_package
+
+    detector = create_detector(TWO_BRANCH, ["fppc", "missing_texture"], seed=0).eval()
+    frames = [np.random.default_rng(i).integers(0, 256, (*SIZE, 3), dtype=np.uint8) for i in range(3)]
+    exported = export_package(detector, frames, tmp_path / "versions", name="two-branch", version="1",
+                              thresholds={"fppc": 0.5, "missing_texture": 0.5})
+    assert exported.parity.max_abs_diff < 1e-4

@@ -5,7 +5,10 @@ score for a type is a log-sum-exp pool of its map: close to the max for a sharp 
 small clipped region can flag a frame, yet every location gets gradient. The same map, squashed,
 is the localisation a tester sees. Model configs are data (``model_configs/*.json``), so a new
 variant is a file, not code. A config may name a screen region (``region.py``): the backbone then
-sees only that part of the frame, at full resolution.
+sees only that part of the frame, at full resolution. A region with a backbone of its own adds a
+second branch instead: the region's bug types (FPPC, on the viewmodel's corner at full resolution)
+come from it, every other type from the main backbone on the whole frame, scaled to
+``frame_size`` inside the graph so the whole-frame branch stays cheap. Callers see one model.
 
 Contract with export and the service: ``forward(images)`` takes float RGB in [0, 1] at
 ``input_size`` and returns ``(scores [N, T], heatmaps [N, T, h, w])``, both in [0, 1].
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bugdet.detect.backbones import build_backbone
@@ -53,14 +57,33 @@ class BugDetector(nn.Module):
         self.config = copy.deepcopy(config)
         self.bug_types = list(bug_types)
         self.input_size = tuple(int(v) for v in config["input_size"])
-        self.region = ScreenRegion.from_config(config.get("region"))
-        if self.region is not None:
-            self.region.check_bug_types(self.bug_types)
-        self.backbone = build_backbone(config["backbone"])
-        self.cam = nn.Conv2d(self.backbone.out_channels, len(self.bug_types), kernel_size=1)
-        nn.init.normal_(self.cam.weight, std=0.01)
-        nn.init.constant_(self.cam.bias, -2.0)  # start out predicting "no bug": bugs are rare
         self.pool_sharpness = float(config.get("pool_sharpness", 4.0))
+        region_spec = config.get("region") or None
+        self.region = ScreenRegion.from_config(region_spec)
+        main_spec, self.frame_size = config["backbone"], None
+        self.main_on_region, self.region_types, region_spec = False, [], region_spec or {}
+        if self.region is not None and "backbone" not in region_spec:
+            self.region.check_bug_types(self.bug_types)  # the whole detector looks at the region only
+            self.main_on_region = True
+        elif self.region is not None:
+            # two branches: the region's bug types on its crop, every other type on the whole frame
+            self.region_types = [t for t in self.bug_types if t in self.region.bug_types]
+            if len(self.region_types) == len(self.bug_types):
+                main_spec, self.main_on_region, self.region_types = region_spec["backbone"], True, []
+            elif not self.region_types:
+                self.region = None
+        if not self.main_on_region and config.get("frame_size"):
+            self.frame_size = tuple(int(v) for v in config["frame_size"])
+        self.main_types = [t for t in self.bug_types if t not in self.region_types]
+        self.backbone = build_backbone(main_spec)
+        self.cam = _cam_head(self.backbone.out_channels, len(self.main_types))
+        if self.region_types:
+            self.region_backbone = build_backbone(region_spec["backbone"])
+            self.region_cam = _cam_head(self.region_backbone.out_channels, len(self.region_types))
+            order = self.main_types + self.region_types
+            self.register_buffer("head_order", torch.tensor([order.index(t) for t in self.bug_types]), persistent=False)
+            self.register_buffer("region_mean", torch.tensor(self.region_backbone.mean).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer("region_std", torch.tensor(self.region_backbone.std).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(self.backbone.std).view(1, 3, 1, 1))
 
@@ -68,17 +91,36 @@ class BugDetector(nn.Module):
     def pretrained(self) -> bool:
         return bool(getattr(self.backbone, "pretrained", False))
 
+    def _pool(self, cam: torch.Tensor) -> torch.Tensor:
+        flat = cam.flatten(2) * self.pool_sharpness
+        return (torch.logsumexp(flat, dim=2) - math.log(flat.shape[2])) / self.pool_sharpness
+
+    def _region_branch(self, images: torch.Tensor, backbone: nn.Module, head: nn.Conv2d,
+                       mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores pooled over the region's crop only; the map placed into the whole frame."""
+        crop = self.region.crop(images, self.input_size)
+        cam = head(backbone((crop - mean) / std))
+        return self._pool(cam), self.region.place(cam, self.input_size)
+
     def activation_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits per frame [N, T] and per location [N, T, h, w] (what the loss sees)."""
-        if self.region is not None:
-            images = self.region.crop(images, self.input_size)
-        x = (images - self.mean) / self.std
-        cam = self.cam(self.backbone(x))
-        flat = cam.flatten(2) * self.pool_sharpness
-        pooled = (torch.logsumexp(flat, dim=2) - math.log(flat.shape[2])) / self.pool_sharpness
-        if self.region is not None:
-            cam = self.region.place(cam, self.input_size)  # scores pool the region only
-        return pooled, cam
+        if self.main_on_region:
+            return self._region_branch(images, self.backbone, self.cam, self.mean, self.std)
+        frame = images if self.frame_size is None else F.interpolate(images, size=self.frame_size, mode="bilinear", align_corners=False)
+        cam = self.cam(self.backbone((frame - self.mean) / self.std))
+        pooled = self._pool(cam)
+        if not self.region_types:
+            return pooled, cam
+        region_pooled, region_cam = self._region_branch(images, self.region_backbone, self.region_cam,
+                                                             self.region_mean, self.region_std)
+        # one map for every type, on the finer of the two grids
+        size = tuple(max(a, b) for a, b in zip(cam.shape[-2:], region_cam.shape[-2:]))
+        if tuple(cam.shape[-2:]) != size:
+            cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)
+        if tuple(region_cam.shape[-2:]) != size:
+            region_cam = F.interpolate(region_cam, size=size, mode="bilinear", align_corners=False)
+        pooled = torch.cat([pooled, region_pooled], dim=1).index_select(1, self.head_order)
+        return pooled, torch.cat([cam, region_cam], dim=1).index_select(1, self.head_order)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits, cam = self.activation_maps(images)
@@ -87,6 +129,14 @@ class BugDetector(nn.Module):
 
 #: ``detect.model: auto`` picks one of these by the bug types (see ``resolve_model_name``).
 AUTO, VIEWMODEL_CONFIG, WHOLE_FRAME_CONFIG = "auto", "compact_cnn_viewmodel", "compact_cnn"
+
+
+def _cam_head(channels: int, bug_types: int) -> nn.Conv2d:
+    """A 1x1 convolution from features to one activation map per bug type."""
+    head = nn.Conv2d(channels, bug_types, kernel_size=1)
+    nn.init.normal_(head.weight, std=0.01)
+    nn.init.constant_(head.bias, -2.0)  # start out predicting "no bug": bugs are rare
+    return head
 
 
 def resolve_model_name(model: str, bug_types: Sequence[str]) -> str:
