@@ -24,7 +24,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
-from typing import Mapping
+from collections.abc import Mapping
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3

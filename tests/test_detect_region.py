@@ -115,7 +115,7 @@ def test_a_region_with_its_own_backbone_adds_a_branch_for_its_bug_types_only() -
         assert not torch.equal(moved[:, 0], scores[:, 0]) and not torch.equal(moved[:, 2], scores[:, 2])
         assert not torch.equal(detector(corner)[0][:, 1], scores[:, 1])
         # fppc's map is dark outside its corner; the whole-frame types' maps are not
-        h, w = maps.shape[-2:]
+        h = maps.shape[-2]
         assert float(maps[:, 1, : h // 2 - 1, :].max()) < 1e-9
         assert float(maps[:, 0, : h // 2 - 1, :].min()) > 1e-6
     # the branch's heads follow the names: swapping the order swaps the outputs

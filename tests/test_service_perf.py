@@ -12,13 +12,12 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from test_export import make_package, scene_frames
+from test_service import running
 
 from bugdet.bench.service import measure
 from service import protos
 from service.frames import decode_raw, fit_to_input
-
-from test_export import make_package, scene_frames
-from test_service import running
 
 pb, pb_grpc = protos.detection()
 
@@ -53,8 +52,9 @@ def heavier_models(tmp_path_factory) -> Path:
     ~ms per frame, like real packages): only then do streamed frames queue up behind the model and
     share batches. The tiny test model answers faster than the next frame arrives, which made the
     batching assertion below depend on scheduling luck."""
-    from bugdet.detect.model import create_detector
     from test_export import BUG_TYPES
+
+    from bugdet.detect.model import create_detector
 
     root = tmp_path_factory.mktemp("perf-heavier") / "models"
     config = {"backbone": {"type": "compact_cnn", "widths": [32, 64, 128]}, "input_size": [192, 256]}
