@@ -31,6 +31,63 @@ def test_targets_are_checked_on_means() -> None:
     assert check_targets([run("objective", 0, 0, 0.3)])["weak_beats_supervised_by_0_20_at_k10"] is None
 
 
+def test_aggregate_carries_the_event_level_metrics_with_spreads() -> None:
+    a, b = run("supervised", 10, 0, 0.2), run("supervised", 10, 1, 0.4)
+    a.episodes, a.episode_recall, a.false_alarms_per_1k, a.episode_recall_at_fa_budget = 8, 0.75, 2.0, 0.5
+    b.episodes, b.episode_recall, b.false_alarms_per_1k, b.episode_recall_at_fa_budget = 8, 1.0, 1.0, 0.25
+    row = aggregate([a, b])[0]
+    assert row["episodes"] == 8
+    assert row["episode_recall"] == pytest.approx(0.875) and row["episode_recall_std"] == pytest.approx(0.125)
+    assert row["false_alarms_per_1k"] == pytest.approx(1.5) and row["false_alarms_per_1k_std"] == pytest.approx(0.5)
+    assert row["episode_recall_at_fa_budget"] == pytest.approx(0.375)
+    assert row["episode_recall_at_fa_budget_std"] == pytest.approx(0.125)
+    assert row["f1"] == pytest.approx(0.3) and row["pr_auc_std"] == pytest.approx(0.05)  # the frame-level keys stay
+
+
+def test_a_run_is_scored_on_its_test_captures_episodes(tmp_path) -> None:
+    """The bench lines the test frames up on their captures' timelines by frame id: two
+    captures of 1,000 frames, the test frames listed out of time order."""
+    from types import SimpleNamespace
+
+    from bugdet.bench.quality.protocol import BenchData, QualityBenchmark, QualitySettings, frames_timeline
+    from bugdet.detect.data import LabeledFrame
+
+    n = 1000
+    rows = [SimpleNamespace(id=10_000 + c * n + i, source_id=c, source_index=i) for c in (5, 6) for i in range(n)]
+    order = np.random.default_rng(0).permutation(2 * n)
+    bug = np.zeros(2 * n, bool)  # in time order: capture 5 has episodes at 100-103 and 998-999, capture 6 at 0-1
+    bug[[100, 101, 102, 103, 998, 999, n, n + 1]] = True
+    score = np.zeros(2 * n)
+    score[[101, 999, n + 1]] = [0.9, 0.6, 0.4]  # one frame of each episode
+    score[[500, 501, n + 500]] = [0.8, 0.8, 0.7]  # false alarms: a two-frame run, and a frame in capture 6
+    frames = [LabeledFrame(np.zeros((2, 2, 3), np.uint8), np.array([float(bug[j])], np.float32), np.ones(1, bool),
+                           rows[j].id) for j in order]
+    data = BenchData(None, [], [], [], [], frames, rows, [], [], test_timeline=frames_timeline(frames, rows))
+    bench = QualityBenchmark(QualitySettings(bug_types=["fppc"]), tmp_path)
+    bench.data = data
+    bench._record_one("fppc", "supervised", 10, 0, score[order], threshold=0.5)
+    r = bench.results[0]
+    assert r.episodes == 3  # capture 5 ends on a bug and capture 6 starts on one: two episodes
+    assert r.episode_recall == pytest.approx(2 / 3) and r.false_alarms_per_1k == pytest.approx(1.0)  # 2 alarms / 2,000
+    # 2,000 frames allow two false alarms: .9 (bug), .8 (one run of two), .7 (two), .6 (bug), .4 (bug), 0 (all)
+    assert r.threshold_at_fa_budget == 0.0 and r.episode_recall_at_fa_budget == 1.0
+    bench._record_one("fppc", "supervised", 25, 0, score[order] + np.where(order == n + 700, 0.75, 0.0), threshold=0.5)
+    # a false alarm at .75 makes .7 the third: the sweep stops at .75
+    assert bench.results[1].threshold_at_fa_budget == 0.75 and bench.results[1].episode_recall_at_fa_budget == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="not among the split's rows"):
+        frames_timeline(frames, rows[1:])
+
+
+def test_terminal_line_shows_frame_and_event_level() -> None:
+    from bugdet.bench.quality.report import terminal_line
+
+    r = run("supervised", 10, 0, 0.5)
+    r.episodes, r.episode_recall, r.false_alarms_per_1k, r.episode_recall_at_fa_budget = 12, 0.75, 1.5, 0.5
+    line = terminal_line(aggregate([r])[0], 1.0)
+    assert "F1 0.500±0.000  PR-AUC 0.250  P@R0.5 0.500" in line
+    assert line.endswith("episodes 12: found 0.50±0.00 at <=1 FA/1k, 0.75 at the threshold (1.50 FA/1k)")
+
+
 def test_report_is_self_contained_html() -> None:
     rng = np.random.default_rng(0)
     labels = (np.arange(40) % 10 == 0).astype(np.float32)[:, None]
@@ -44,6 +101,8 @@ def test_report_is_self_contained_html() -> None:
     html = render_report(summary, curves, images, labels, ["fppc"])
     assert html.count("data:image/png;base64,") == 1 + 1 + 6 + 4  # F1 plot, PR plot, 6 worst goods, all 4 bugs
     assert "http://" not in html and "https://" not in html and "<script" not in html
+    assert "<th>episode_recall_at_fa_budget</th>" in html and "<th>false_alarms_per_1k</th>" in html
+    assert "<th>precision_at_recall_0_5</th>" in html
 
 
 def test_viewmodel_floor_scores_covered_weapons_higher() -> None:
@@ -81,6 +140,11 @@ def test_quality_benchmark_end_to_end_on_tiny_captures(tmp_path) -> None:
     assert methods == {("floor", 0), ("objective", 0), ("supervised", 2), ("pretrain_finetune", 2), ("multitask", 2)}
     assert all(0.0 <= r["f1"] <= 1.0 and r["tp"] + r["fn"] > 0 for r in summary["results"])
     assert summary["data"]["bugs"]["test"]["fppc"] > 0
+    # event level: every run counts the test split's episodes as the data notes do (one definition)
+    assert all(r["episodes"] == summary["data"]["episodes"]["test"]["fppc"] > 0 for r in summary["results"])
+    assert all(0.0 <= r["episode_recall"] <= 1.0 and 0.0 <= r["episode_recall_at_fa_budget"] <= 1.0
+               and r["false_alarms_per_1k"] >= 0.0 for r in summary["results"])
+    assert all("episode_recall_at_fa_budget_std" in a for a in summary["aggregate"])
     assert summary["detector_model"] == "compact_cnn_viewmodel"  # auto, resolved for FPPC alone
 
 
@@ -127,6 +191,8 @@ def test_episodes_are_runs_of_bug_frames_within_one_capture() -> None:
     rows += [row(2, 0, True), row(2, 1, True)]  # one run in capture 2, even though capture 1 ended on a bug
     assert count_episodes(rows[::-1], "fppc") == 4  # order of the rows does not matter
     assert count_episodes(rows, "z_fighting") == 0
+    # a frame the ingest skipped (stride, near duplicate) does not split an episode
+    assert count_episodes([row(3, 0, True), row(3, 2, True), row(3, 4, False), row(3, 6, True)], "fppc") == 2
 
 
 def test_a_changed_data_layout_gets_its_own_bench_project() -> None:

@@ -26,7 +26,7 @@ def quality(
 
     from bugdet.cli.common import console
     from bugdet.bench.quality.protocol import METHODS, QualityBenchmark, QualitySettings, write_json
-    from bugdet.bench.quality.report import render_report
+    from bugdet.bench.quality.report import render_report, terminal_line
     from bugdet.errors import InputError
     from bugdet.progress import rich_progress
 
@@ -59,8 +59,7 @@ def quality(
     labels = np.stack([f.labels for f in bench.data.test])
     report.write_text(render_report(summary, bench.curves, [f.rgb for f in bench.data.test], labels, s.bug_types))
     for row in summary["aggregate"]:
-        console.print(f"{row['bug_type']:>10} {row['method']:>18} k={row['labeled_bugs']:<3} "
-                      f"F1 {row['f1']:.3f}±{row['f1_std']:.3f}  PR-AUC {row['pr_auc']:.3f}  P@R0.5 {row['precision_at_recall_0_5']:.3f}")
+        console.print(terminal_line(row, s.false_alarm_budget_per_1k))
     if "fppc" in s.bug_types:
         console.print(json.dumps(summary["targets"], indent=1))
     for bug_type, why in summary["data"].get("dropped_bug_types", {}).items():

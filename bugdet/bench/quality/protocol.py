@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from bugdet.bench.quality.layout import SessionSpec, layout_for
+from bugdet.detect import episodes as event_metrics
 from bugdet.detect.data import LabeledFrame, ObjectiveSampler
 from bugdet.detect.floor import ViewmodelDifferenceFloor
 from bugdet.detect.frames import frames_with_ground_truth, load_images
@@ -89,6 +90,9 @@ class QualitySettings:
     world: str = "playtest"  # whose captures (see bugdet.bench.quality.layout)
     unlabeled_prevalence: float | None = None  # the unlabeled pool's; None: ``prevalence``
     maps: dict[str, list[str]] = field(default_factory=dict)  # OpenArena: split -> maps, overriding the world's split
+    # The event-level operating point: episode recall where false alarms (alarm events on no bug)
+    # stay at or under this many per 1,000 test frames (see bugdet.detect.episodes).
+    false_alarm_budget_per_1k: float = event_metrics.FALSE_ALARM_BUDGET_PER_1K
 
     @classmethod
     def quick(cls) -> "QualitySettings":
@@ -173,6 +177,7 @@ class BenchData:
     unlabeled_targets: list  # TargetFrame, the objective's targets for pre-training / multi-task
     sources: list  # SourceMask from the mask bank
     notes: dict[str, Any] = field(default_factory=dict)
+    test_timeline: event_metrics.Timeline | None = None  # ``test`` on its captures' timelines, for the event-level metrics
 
 
 def prepare_data(s: QualitySettings, workdir: Path, size: tuple[int, int], progress: Progress) -> BenchData:
@@ -228,7 +233,8 @@ def prepare_data(s: QualitySettings, workdir: Path, size: tuple[int, int], progr
         "dropped_bug_types": dropped,
         "record_fps": record_speed(captures, sessions),
     }
-    return BenchData(project, train_rows, unlabeled, train, val, test, test_rows, targets, sources, notes)
+    return BenchData(project, train_rows, unlabeled, train, val, test, test_rows, targets, sources, notes,
+                     test_timeline=frames_timeline(test, test_rows))
 
 
 def drop_unseen_bug_types(s: QualitySettings, conn) -> dict[str, str]:
@@ -274,17 +280,27 @@ def is_recorded(session: Path) -> bool:
         return False
 
 
+def rows_timeline(rows: Sequence[FrameRow]) -> event_metrics.Timeline:
+    """Frames on their captures' timelines: a capture is a source, time its frame number."""
+    return event_metrics.Timeline.build(np.array([r.source_id for r in rows], np.int64),
+                                   np.array([r.source_index for r in rows], np.int64))
+
+
+def frames_timeline(frames: Sequence[LabeledFrame], rows: Sequence[FrameRow]) -> event_metrics.Timeline:
+    """The timeline of ``frames`` (in their order), looked up by frame id among ``rows``."""
+    by_id = {r.id: r for r in rows}
+    missing = [f.frame_id for f in frames if f.frame_id not in by_id]
+    if missing:
+        raise ValueError(f"{len(missing)} evaluated frames (first: id {missing[0]}) are not among the split's rows")
+    return rows_timeline([by_id[f.frame_id] for f in frames])
+
+
 def count_episodes(rows: Sequence[FrameRow], bug_type: str) -> int:
-    """Runs of consecutive bug frames within a capture: what decides how noisy a split's score
-    is (frames of one episode look alike, so 60 bug frames from 6 episodes are ~6 samples)."""
-    episodes, previous = 0, None
-    for row in sorted(rows, key=lambda r: (r.source_id, r.source_index)):
-        present = bool((row.ground_truth or {}).get(bug_type, {}).get("present"))
-        if present and not (previous is not None and previous[0] == row.source_id
-                            and previous[1] == row.source_index - 1 and previous[2]):
-            episodes += 1
-        previous = (row.source_id, row.source_index, present)
-    return episodes
+    """Runs of consecutive bug frames within a capture (:mod:`bugdet.detect.episodes` defines
+    them): what decides how noisy a split's score is (frames of one episode look alike, so 60
+    bug frames from 6 episodes are ~6 samples). A frame without ground truth counts as good."""
+    present = [bool((row.ground_truth or {}).get(bug_type, {}).get("present")) for row in rows]
+    return event_metrics.count_episodes(np.array(present, bool), rows_timeline(rows))
 
 
 def draw_labels(data: BenchData, bug_types: Sequence[str], k: int, good: int, seed: int) -> list[LabeledFrame]:
@@ -318,6 +334,14 @@ class RunResult:
     fn: int
     train_seconds: float
     best_epoch: int = -1
+    # Event level (bugdet.detect.episodes), on the test split: its episodes of this bug type; the
+    # share found and the false alarms per 1,000 frames at the calibrated threshold; the share
+    # found at the loosest threshold keeping false alarms within the settings' budget.
+    episodes: int = 0
+    episode_recall: float = float("nan")
+    false_alarms_per_1k: float = float("nan")
+    episode_recall_at_fa_budget: float = float("nan")
+    threshold_at_fa_budget: float = float("nan")
 
 
 class QualityBenchmark:
@@ -384,8 +408,13 @@ class QualityBenchmark:
         i = self.s.bug_types.index(bug_type)
         y = np.array([f.labels[i] > 0 for f in self.data.test])
         m = evaluate_scores(scores, y, threshold)
+        e = event_metrics.evaluate_episodes(scores, y, self.data.test_timeline, threshold, self.s.false_alarm_budget_per_1k)
         self.results.append(RunResult(bug_type, method, k, seed, m.f1, m.pr_auc, m.precision_at_recall_0_5, m.threshold,
-                                      m.tp, m.fp, m.fn, round(seconds, 1), best_epoch))
+                                      m.tp, m.fp, m.fn, round(seconds, 1), best_epoch,
+                                      episodes=e.episodes, episode_recall=e.episode_recall,
+                                      false_alarms_per_1k=e.false_alarms_per_1k,
+                                      episode_recall_at_fa_budget=e.episode_recall_at_budget,
+                                      threshold_at_fa_budget=e.threshold_at_budget))
         self.curves[f"{bug_type}|{method}|{k}|{seed}"] = {"scores": np.asarray(scores).tolist(), "threshold": threshold}
 
     def run(self) -> dict[str, Any]:
@@ -445,18 +474,25 @@ class QualityBenchmark:
         }
 
 
+#: RunResult fields averaged over seeds, each with its ``_std``.
+AGGREGATED: tuple[str, ...] = ("f1", "pr_auc", "precision_at_recall_0_5",
+                               "episode_recall", "false_alarms_per_1k", "episode_recall_at_fa_budget")
+
+
 def aggregate(results: Sequence[RunResult]) -> list[dict[str, Any]]:
-    """Mean and spread (std over seeds) per (bug type, method, k)."""
+    """Mean and spread (std over seeds) per (bug type, method, k); ``episodes`` is the test
+    split's episode count (the same for every run of a bug type)."""
     groups: dict[tuple, list[RunResult]] = {}
     for r in results:
         groups.setdefault((r.bug_type, r.method, r.labeled_bugs), []).append(r)
     out = []
     for (t, m, k), rs in sorted(groups.items()):
-        row = {"bug_type": t, "method": m, "labeled_bugs": k, "seeds": len(rs)}
-        for metric in ("f1", "pr_auc", "precision_at_recall_0_5"):
+        row = {"bug_type": t, "method": m, "labeled_bugs": k, "seeds": len(rs), "episodes": max(r.episodes for r in rs)}
+        for metric in AGGREGATED:
             vals = np.array([getattr(r, metric) for r in rs], float)
-            row[metric] = float(np.nanmean(vals))
-            row[f"{metric}_std"] = float(np.nanstd(vals))
+            vals = vals[~np.isnan(vals)]  # a seed without the metric (no bug frames) does not count
+            row[metric] = float(vals.mean()) if vals.size else float("nan")
+            row[f"{metric}_std"] = float(vals.std()) if vals.size else float("nan")
         out.append(row)
     return out
 

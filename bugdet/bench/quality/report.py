@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from bugdet.detect.episodes import FALSE_ALARM_BUDGET_PER_1K
 from bugdet.detect.metrics import precision_recall_curve
 
 COLOURS = {
@@ -22,6 +23,22 @@ COLOURS = {
     "pretrain_finetune": (200, 120, 0),
     "multitask": (180, 0, 180),
 }
+
+
+#: The summary table: frame level (F1 at the calibrated threshold, PR-AUC, precision at 50% recall),
+#: then event level (bugdet.detect.episodes); means over seeds, spreads where they are read.
+AGGREGATE_COLUMNS: tuple[str, ...] = (
+    "bug_type", "method", "labeled_bugs", "seeds", "f1", "f1_std", "pr_auc", "pr_auc_std", "precision_at_recall_0_5",
+    "episodes", "episode_recall_at_fa_budget", "episode_recall_at_fa_budget_std", "episode_recall", "false_alarms_per_1k",
+)
+
+
+def terminal_line(row: dict[str, Any], budget_per_1k: float) -> str:
+    """One aggregate row for the terminal: frame level, then the episodes a QA lead would be shown."""
+    return (f"{row['bug_type']:>10} {row['method']:>18} k={row['labeled_bugs']:<3} "
+            f"F1 {row['f1']:.3f}±{row['f1_std']:.3f}  PR-AUC {row['pr_auc']:.3f}  P@R0.5 {row['precision_at_recall_0_5']:.3f}  "
+            f"episodes {row['episodes']}: found {row['episode_recall_at_fa_budget']:.2f}±{row['episode_recall_at_fa_budget_std']:.2f} "
+            f"at <={budget_per_1k:g} FA/1k, {row['episode_recall']:.2f} at the threshold ({row['false_alarms_per_1k']:.2f} FA/1k)")
 
 
 def _png_uri(rgb: np.ndarray) -> str:
@@ -115,10 +132,15 @@ def render_report(summary: dict[str, Any], curves: dict[str, dict], test_images:
         parts.append("<p>Not evaluated: " + "; ".join(f"{html.escape(t)} ({html.escape(why)})" for t, why in dropped.items()) + ".</p>")
     if "fppc" in bug_types:  # the protocol's targets are stated for FPPC
         parts += ["<h2>Targets</h2>", _table([{"target": k, "value": v} for k, v in summary["targets"].items()], ["target", "value"])]
+    budget = summary.get("settings", {}).get("false_alarm_budget_per_1k", FALSE_ALARM_BUDGET_PER_1K)
     parts += [
         "<h2>Mean over seeds</h2>",
-        _table(summary["aggregate"], ["bug_type", "method", "labeled_bugs", "seeds", "f1", "f1_std", "pr_auc", "pr_auc_std",
-                                      "precision_at_recall_0_5"]),
+        _table(summary["aggregate"], AGGREGATE_COLUMNS),
+        ("<p>Event level: <i>episodes</i> are a bug type's test episodes (runs of consecutive bug frames in one "
+         "capture); <i>episode_recall</i> is the share with at least one frame flagged, and <i>false_alarms_per_1k</i> the "
+         "alarm events (runs of flagged frames) touching no bug, per 1,000 test frames, both at the calibrated threshold; "
+         "<i>episode_recall_at_fa_budget</i> is the share found at the threshold lowered from the top score until "
+         f"one more step would exceed {budget:g} false alarms per 1,000 frames.</p>"),
     ]
     ks = sorted({r["labeled_bugs"] for r in summary["results"]})
     seed0 = min(r["seed"] for r in summary["results"]) if summary["results"] else 0
