@@ -19,7 +19,7 @@ from bugdet.augment.assemble import exemplar_params, objectives_for
 from bugdet.augment.base import SourceMask
 from bugdet.augment.compose import Appearance, AppearanceParams, Layer, apply_shared_appearance
 from bugdet.augment.exemplar import ExemplarObjective, MixedObjective, make_exemplar
-from bugdet.augment.exemplar_loader import load_exemplars
+from bugdet.augment.exemplar_loader import exemplars_from_labels, load_exemplars
 from bugdet.augment.exemplar_region import RegionFinding, box_mask, difference_mask, find_region
 from bugdet.augment.generate import draw_pair, pair_rng
 from bugdet.errors import ConfigError, InputError
@@ -246,6 +246,19 @@ def test_exemplars_come_from_the_train_split_only(studio):
     # with the train frames moved to another split name, no labeled frame anywhere is a source
     other = Project.open(project.root, ["detect.train_split=nothing"])
     assert load_exemplars(other, ["scanlines", "blackout"]) == {}
+
+
+def test_exemplars_from_explicit_labels_use_only_the_frames_given(studio):
+    """A benchmark's simulated tester names its bug frames and the frames that may serve."""
+    project, ids = studio
+    conn = project.connect()
+    rows = [r for r in iter_frames(conn) if r.id in ids["val"]]
+    conn.close()
+    (found,) = exemplars_from_labels(project, rows, {ids["val"][1]: {"scanlines": None}})["scanlines"]
+    assert found.origin == "difference" and set(found.clean_ids) <= set(ids["val"]) - {ids["val"][1]}
+    (found,) = exemplars_from_labels(project, rows, {ids["val"][1]: {"scanlines": None}},
+                                     not_clean={ids["val"][0], ids["val"][2]})["scanlines"]
+    assert found.clean_ids == [ids["val"][3]] and found.origin == "difference"
 
 
 def test_box_difference_and_whole_frame_regions_from_labels(studio):

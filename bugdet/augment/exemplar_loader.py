@@ -8,6 +8,9 @@ A bug frame's clean references are the frames of the same capture nearest in tim
 standing label (and no ground truth) marks as a bug of any type: they show the same scene
 without the bug, which is what the negative must contain. A capture with none (a folder of
 unrelated screenshots) borrows good frames of other captures, the labeled ones first.
+
+:func:`load_exemplars` reads the project's labels; :func:`exemplars_from_labels` takes the bug
+frames and the frames that may serve as references explicitly (a benchmark's simulated tester).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, defaultdict
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -73,7 +76,6 @@ def load_exemplars(
 ) -> dict[str, list[BugExemplar]]:
     """The exemplars of each bug type that has labeled bug frames in the train split (types
     without any are absent), ordered by frame id."""
-    p = params or ExemplarParams()
     excluded = set(exclude_ids)
     conn = project.connect()
     try:
@@ -82,7 +84,29 @@ def load_exemplars(
         conn.close()
     bugs, good = labeled_bug_boxes(project, (r.id for r in rows))
     wanted = set(bug_types)
-    clean = [r for r in rows if r.id not in bugs and not r.is_bug()]
+    chosen = {frame: {t: box for t, box in types.items() if t in wanted} for frame, types in bugs.items()}
+    return exemplars_from_labels(project, rows, chosen, good, params, not_clean=set(bugs))
+
+
+def exemplars_from_labels(
+    project: Project,
+    rows: Sequence[FrameRow],
+    bugs: Mapping[int, Mapping[str, Sequence[int] | None]],
+    good: Iterable[int] = (),
+    params: ExemplarParams | None = None,
+    *,
+    not_clean: Iterable[int] = (),
+    use_ground_truth: bool = True,
+) -> dict[str, list[BugExemplar]]:
+    """Exemplars of the bug frames ``bugs`` (``{frame id: {bug type: box or None}}``) among ``rows``,
+    the frames that may serve at all (bug frames and clean references alike). A reference is a
+    frame of ``rows`` that is no bug frame, not in ``not_clean`` and, with ``use_ground_truth``, has
+    no bug in its capture's ground truth (a benchmark simulating a studio without ground truth
+    turns that off); ``good`` (frames labeled good) are preferred among equally near ones."""
+    p = params or ExemplarParams()
+    good = set(good)
+    excluded = set(bugs) | set(not_clean)
+    clean = [r for r in rows if r.id not in excluded and not (use_ground_truth and r.is_bug())]
     by_capture: dict[int, list[FrameRow]] = defaultdict(list)
     for r in clean:
         by_capture[r.source_id].append(r)
@@ -97,10 +121,8 @@ def load_exemplars(
 
     out: dict[str, list[BugExemplar]] = defaultdict(list)
     dropped: Counter[str] = Counter()
-    for row in rows:
+    for row in sorted(rows, key=lambda r: r.id):
         for bug_type, box in sorted(bugs.get(row.id, {}).items()):
-            if bug_type not in wanted:
-                continue
             bug_rgb = image(row)
             near = _nearest_in_capture(row, by_capture.get(row.source_id, []), good,
                                        CANDIDATES_PER_REFERENCE * p.references)
@@ -122,7 +144,7 @@ def load_exemplars(
 
 
 def _exemplar(
-    bug_type: str, row: FrameRow, bug_rgb: np.ndarray, box: list | None,
+    bug_type: str, row: FrameRow, bug_rgb: np.ndarray, box: Sequence[int] | None,
     same_capture: list[tuple[int, np.ndarray]], p: ExemplarParams,
     other: list[tuple[int, np.ndarray]] | None = None,
 ) -> BugExemplar | None:
