@@ -7,6 +7,7 @@ simulation draws, plus a whole-frame blackout.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -164,19 +165,16 @@ def test_mix_draws_exemplars_with_its_probability_and_the_simulation_otherwise(g
     world = scene(3)
     sources = [SourceMask(world[10:60, 10:70].copy(), np.ones((50, 60), bool), mask_id=k) for k in range(3)]
     exemplar = objective.exemplars[0]
-    exemplar.bug_type = "missing_texture"  # a built-in type whose own frames look like this
-    try:
-        (mixed,) = objectives_for(["missing_texture"], mode="mix", exemplars={"missing_texture": [exemplar]},
-                                  exemplar_prob=0.5)
-        assert isinstance(mixed, MixedObjective)
-        kinds = [draw_pair(mixed, targets, sources, pair_rng(5, i))[0].meta["objective"] for i in range(40)]
-        assert 0.25 < kinds.count("exemplar") / len(kinds) < 0.75 and "simulation" in kinds
-        (only,) = objectives_for(["missing_texture"], mode="only", exemplars={"missing_texture": [exemplar]})
-        assert isinstance(only, ExemplarObjective)
-        (off,) = objectives_for(["missing_texture"], mode="off", exemplars={"missing_texture": [exemplar]})
-        assert not isinstance(off, (ExemplarObjective, MixedObjective))
-    finally:
-        exemplar.bug_type = "scanlines"
+    borrowed = dataclasses.replace(exemplar, bug_type="missing_texture")  # a built-in type that looks like this here
+    (mixed,) = objectives_for(["missing_texture"], mode="mix", exemplars={"missing_texture": [borrowed]},
+                              exemplar_prob=0.5)
+    assert isinstance(mixed, MixedObjective)
+    kinds = [draw_pair(mixed, targets, sources, pair_rng(5, i))[0].meta["objective"] for i in range(40)]
+    assert 0.25 < kinds.count("exemplar") / len(kinds) < 0.75 and "simulation" in kinds
+    (only,) = objectives_for(["missing_texture"], mode="only", exemplars={"missing_texture": [borrowed]})
+    assert isinstance(only, ExemplarObjective)
+    (off,) = objectives_for(["missing_texture"], mode="off", exemplars={"missing_texture": [borrowed]})
+    assert not isinstance(off, (ExemplarObjective, MixedObjective))
     # a type of the studio's own: exemplars alone, or no objective at all when they are off
     assert [o.bug_type for o in objectives_for(["scanlines"], mode="mix", exemplars={"scanlines": [exemplar]})] == ["scanlines"]
     assert objectives_for(["scanlines"], mode="off", exemplars={"scanlines": [exemplar]}) == []
