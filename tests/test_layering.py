@@ -54,3 +54,8 @@ def test_no_stage_imports_benchmark_code(stage: str) -> None:
 @pytest.mark.parametrize("stage", ["segment", "embed"])
 def test_segment_and_embed_do_not_import_the_scale_out_backends_built_on_them(stage: str) -> None:
     assert offenders(f"bugdet/{stage}", "bugdet.scale") == []
+
+
+def test_augment_does_not_import_detect() -> None:
+    """Data flows forward: objectives (exemplars included) feed the detector, never the reverse."""
+    assert offenders("bugdet/augment", "bugdet.detect") == []

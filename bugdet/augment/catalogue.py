@@ -26,17 +26,20 @@ def build_objective(bug_type: str, **params: Any) -> Objective:
     """The objective for ``bug_type`` with ``params`` overriding its defaults; unknown or
     ill-typed parameters raise :class:`ConfigError` naming them."""
     cls = objective_params(bug_type)
+    return REGISTRY[bug_type].factory(validated_params(cls, f"objective {bug_type}", params))
+
+
+def validated_params(cls: type, what: str, params: dict[str, Any]) -> Any:
+    """``cls(**params)`` (a parameter dataclass), with unknown or ill-typed parameters a
+    :class:`ConfigError` that names ``what`` they were meant for."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ConfigError(
-            f"objective {bug_type}: unknown parameter(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
-        )
+        raise ConfigError(f"{what}: unknown parameter(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     try:
-        p = cls(**params)
+        return cls(**params)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"objective {bug_type}: {exc}") from None
-    return REGISTRY[bug_type].factory(p)
+        raise ConfigError(f"{what}: {exc}") from None
 
 
 def registered() -> tuple[str, ...]:

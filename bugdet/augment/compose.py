@@ -11,7 +11,7 @@ so a model cannot separate them by looking for paste seams.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -164,11 +164,29 @@ def _noise(shape: tuple[int, ...], sigma: float, rng: np.random.Generator) -> np
 
 def apply_appearance(layer: Layer, target: np.ndarray, look: Appearance, rng: np.random.Generator) -> Layer:
     """Light-match, jitter, blur, noise and feather ``layer`` in place against ``target``'s ROI."""
+    return apply_shared_appearance([layer], target, look, rng)[0]
+
+
+def _mean_luma(layer: Layer) -> float:
     inside = (layer.alpha > 0.5).astype(np.uint8)
     if not inside.any():
         inside = (layer.alpha > 0).astype(np.uint8)
-    src_mean = float(np.dot(cv2.mean(layer.rgb, mask=inside)[:3], _LUMA)) if inside.any() else 128.0
-    tgt_mean = float(np.dot(cv2.mean(np.ascontiguousarray(target[layer.roi]))[:3], _LUMA))
+    return float(np.dot(cv2.mean(layer.rgb, mask=inside)[:3], _LUMA)) if inside.any() else 128.0
+
+
+def apply_shared_appearance(
+    layers: Sequence[Layer], target: np.ndarray, look: Appearance, rng: np.random.Generator, lit_by: int = 0
+) -> list[Layer]:
+    """One appearance applied identically to layers that cover the same ROI with different colour
+    (a bug and the clean content it is contrasted with), in place: one colour map, one blur, one
+    noise draw, one feathered alpha. The lighting is matched from ``layers[lit_by]`` alone, so the
+    map does not depend on the content that differs; e.g. a black bug region keeps its darkness
+    instead of being brightened up to the target's mean."""
+    first = layers[0]
+    if any((layer.roi, layer.alpha.shape) != (first.roi, first.alpha.shape) for layer in layers):
+        raise ValueError("shared appearance needs layers over the same ROI")
+    src_mean = _mean_luma(layers[lit_by])
+    tgt_mean = float(np.dot(cv2.mean(np.ascontiguousarray(target[first.roi]))[:3], _LUMA))
     # Move the source's mean luma toward the target's: pasted geometry should look lit by the
     # target scene, or brightness alone would give the paste away.
     want = src_mean + look.light_match * (tgt_mean - src_mean)
@@ -179,15 +197,20 @@ def apply_appearance(layer: Layer, target: np.ndarray, look: Appearance, rng: np
     affine = np.zeros((3, 4), dtype=np.float64)
     affine[[0, 1, 2], [0, 1, 2]] = scale
     affine[:, 3] = offset
-    rgb = cv2.transform(np.ascontiguousarray(layer.rgb, dtype=np.float32), affine)
-    if look.blur_sigma > 0:
-        rgb = cv2.GaussianBlur(rgb, (0, 0), look.blur_sigma)
-    if look.noise_sigma > 0:
-        rgb += _noise(rgb.shape, look.noise_sigma, rng)
-    np.clip(rgb, 0, 255, out=rgb)
-    layer.rgb = rgb
-    layer.alpha = feather(layer.alpha, look.feather_sigma)
-    return layer
+    noise = None
+    alpha = feather(first.alpha, look.feather_sigma)
+    for layer in layers:
+        rgb = cv2.transform(np.ascontiguousarray(layer.rgb, dtype=np.float32), affine)
+        if look.blur_sigma > 0:
+            rgb = cv2.GaussianBlur(rgb, (0, 0), look.blur_sigma)
+        if look.noise_sigma > 0:
+            if noise is None:
+                noise = _noise(rgb.shape, look.noise_sigma, rng)
+            rgb += noise
+        np.clip(rgb, 0, 255, out=rgb)
+        layer.rgb = rgb
+        layer.alpha = alpha.copy()
+    return list(layers)
 
 
 def choose_source(sources, rng: np.random.Generator) -> tuple[int, SourceMask]:

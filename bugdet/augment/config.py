@@ -1,14 +1,15 @@
 """The ``augment:`` section of the project file.
 
-Where target frames get their weapon masks, which masks may be pasted, and per-objective
-parameter overrides (validated against each objective's parameter dataclass when it is built).
+Where target frames get their weapon masks, which masks may be pasted, per-objective
+parameter overrides (validated against each objective's parameter dataclass when it is built),
+and whether the project's own labeled bug frames become paste sources (exemplars).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bugdet.config_base import Section
 
@@ -40,3 +41,26 @@ class AugmentConfig(Section):
         default_factory=dict,
         description="Per-objective parameter overrides, e.g. {fppc: {min_cover: 0.3}} (see bugdet.augment objectives).",
     )
+    exemplars: Literal["off", "mix", "only"] = Field(
+        "off",
+        description="Use the train split's labeled bug frames as paste sources (exemplars), so objective positives "
+        "look like THIS engine's bug: the bug region (the label's box, else the difference from the nearest clean "
+        "frame of the capture, else the whole frame) pasted into good/unlabeled frames, against the same paste of "
+        "clean content. off: built-in simulations only. mix: a bug type with exemplars draws exemplar pairs with "
+        "probability exemplar_prob and its simulation otherwise. only: exemplars replace the simulation. With mix or "
+        "only, a bug type that has no simulation (your own types) trains on its exemplars alone.",
+    )
+    exemplar_prob: float = Field(
+        0.5, ge=0, le=1, description="exemplars=mix: share of a bug type's objective pairs drawn from its exemplars."
+    )
+    exemplar_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Overrides of the exemplar objective's parameters, e.g. {scale: [0.5, 2.0], keep_position_prob: 0.5, "
+        "region: {threshold: 30}} (see bugdet.augment.exemplar.ExemplarParams).",
+    )
+
+    @field_validator("exemplars", mode="before")
+    @classmethod
+    def _yaml_off_is_off(cls, value: Any) -> Any:
+        """YAML 1.1 reads a bare ``off`` as false; ``exemplars: off`` means the mode of that name."""
+        return "off" if value is False else value

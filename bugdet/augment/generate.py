@@ -17,8 +17,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from bugdet.augment.assemble import no_objective_hint, project_objectives
 from bugdet.augment.base import Objective, Sample, SourceMask, TargetFrame, UnusableTarget
-from bugdet.augment.catalogue import build_objective
 from bugdet.augment.loaders import bank_available, load_sources, load_targets
 from bugdet.augment.sheet import render_sheet
 from bugdet.errors import InputError
@@ -128,7 +128,8 @@ def write_samples(
     progress: Progress | None = None,
 ) -> AugmentReport:
     """Write ``n`` pairs under ``augment/<bug_type>/``: PNG images and masks, ``index.jsonl``
-    (one sample per line), ``summary.json`` and ``sheet.png``. A finished run replaces the
+    (one sample per line), ``summary.json`` and ``sheet.png``. The objective is the one training
+    uses (the bug type's simulation and/or its exemplars, see :mod:`bugdet.augment.assemble`). A finished run replaces the
     previous one of the same bug type in one rename, so readers never see a mix of two runs."""
     if n < 1:
         raise InputError("--n must be at least 1")
@@ -138,7 +139,10 @@ def write_samples(
     if bug_type == "fppc" and source_name != "engine":
         # estimated weapon masks can miss the gun's rim by a pixel: keep it out of the negative's paste
         params.setdefault("weapon_margin_px", 1)
-    objective = build_objective(bug_type, **params)
+    objectives = project_objectives(project, [bug_type], params_by_type={bug_type: params})
+    if not objectives:
+        raise InputError(f"unknown bug type {bug_type!r}: {no_objective_hint([bug_type], cfg.exemplars)}")
+    (objective,) = objectives
     targets = require_usable_targets(objective, load_targets(project, frame_ids, source_name), source_name)
     if not targets:
         raise InputError(f"{bug_type}: no target frames in the train split of {project.root}")

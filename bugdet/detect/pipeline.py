@@ -48,36 +48,37 @@ def validation_frames(project: Project, cfg: DetectConfig, size: tuple[int, int]
 
 def objective_sampler(project: Project, cfg: DetectConfig, size: tuple[int, int], good_only: bool,
                       exclude_ids: set[int] = frozenset()) -> ObjectiveSampler:
-    """Objectives for every configured bug type that has one, on train-split targets (less
-    ``exclude_ids``: frames held out for validation)."""
-    from bugdet.augment import OBJECTIVES, build_objective
+    """Objectives for every configured bug type that has one (a built-in simulation, or with
+    ``augment.exemplars`` on, the train split's labeled bug frames as exemplars), on train-split
+    targets (less ``exclude_ids``: frames held out for validation, never targets or exemplars)."""
+    from bugdet.augment.assemble import no_objective_hint, project_objectives
     from bugdet.augment.generate import require_usable_targets
     from bugdet.augment.loaders import load_sources, load_targets
 
-    types = [t for t in cfg.bug_types if t in OBJECTIVES]
-    if not types:
-        raise InputError(f"none of detect.bug_types ({', '.join(cfg.bug_types)}) has an objective ({', '.join(OBJECTIVES)})")
+    augment = project.config.augment
+    objectives = project_objectives(project, cfg.bug_types, exclude_ids=exclude_ids)
+    if not objectives:
+        raise InputError(no_objective_hint(cfg.bug_types, augment.exemplars))
     conn = project.connect()
     judged = current_labels(conn)
     train_rows = [f for f in iter_frames(conn, split=cfg.train_split) if f.id not in exclude_ids]
+    # Frames a tester labeled as a bug are no "no bug" targets (nor unlabeled "no bug" frames below).
+    unlabeled_rows = [f for f in train_rows if not any(v == 1 for k, v in judged.get(f.id, {}).items() if k != GOOD)]
     if good_only:
         ids = [f.id for f in train_rows if judged.get(f.id, {}).get(GOOD) == 1]
         if not ids:
             raise InputError("objective mode uses labeled good frames as targets, and none are labeled (bugdet label --good)")
     else:
-        ids = [f.id for f in train_rows]
+        ids = [f.id for f in unlabeled_rows]
     ids = ids[: cfg.max_targets]
     if not ids:
         raise InputError(f"no frames in split {cfg.train_split!r} to build objectives on")
-    augment = project.config.augment
     targets = load_targets(project, frame_ids=ids, weapon_source=augment.weapon_source)
-    sources = load_sources(project)
-    objectives = [build_objective(t, **augment.objectives.get(t, {})) for t in types]
+    needs_sources = any(o.needs_sources for o in objectives)
+    sources = load_sources(project) if needs_sources else []
     for objective in objectives:  # FPPC with no findable weapon is an error with its fix, never silent
         require_usable_targets(objective, targets, augment.weapon_source)
-    # Unlabeled train frames double as "no bug" examples (see ObjectiveSampler); frames a tester
-    # labeled as a bug are left out.
-    unlabeled_rows = [f for f in train_rows if not any(v == 1 for k, v in judged.get(f.id, {}).items() if k != GOOD)]
+    # Unlabeled train frames double as "no bug" examples (see ObjectiveSampler).
     step = max(1, len(unlabeled_rows) // cfg.max_targets)
     unlabeled = load_images(project, unlabeled_rows[::step], size)
     return ObjectiveSampler(objectives, targets, sources, cfg.bug_types, size,
@@ -111,6 +112,8 @@ def train_project(project: Project, run_name: str | None = None, progress: Progr
                   notify: Callable[[str], None] | None = None) -> TrainedRun:
     """Train the project's detector; ``notify`` hears decisions a user should know before the
     long part starts (validation frames held out of the train split)."""
+    from bugdet.augment.assemble import exemplar_counts
+
     project = with_effective_bug_types(project)
     cfg = project.config.detect
     device = resolve_torch_device(project.config.device)
@@ -146,6 +149,7 @@ def train_project(project: Project, run_name: str | None = None, progress: Progr
         "labeled_bugs": sum(f.is_bug for f in labeled),
         "objective_targets": len(sampler.targets) if sampler else 0,
         "objective_sources": len(sampler.sources) if sampler else 0,
+        "objective_exemplars": exemplar_counts(sampler.objectives) if sampler else {},
         "validation_frames": len(val),
         "validation_source": holdout.describe(cfg.val_split) if holdout else f"split {cfg.val_split!r}",
         "pretrained_backbone": detector.pretrained,

@@ -173,14 +173,15 @@ def step_labels(ctx: StepContext) -> dict[str, Any]:
 
 def step_objectives(ctx: StepContext) -> dict[str, Any]:
     """The objectives are rebuilt from the new bank when training starts; here a sample sheet per
-    bug type shows what they look like tonight."""
-    from bugdet.augment import OBJECTIVES
+    bug type that has one (a built-in simulation, or exemplars when ``augment.exemplars`` is on)
+    shows what they look like tonight."""
+    from bugdet.augment.assemble import project_objectives
     from bugdet.augment.generate import write_samples
     from bugdet.detect.bug_types import effective_bug_types
     from bugdet.store.frames import iter_frames
 
     n = ctx.cfg.train.objective_samples
-    types = [t for t in effective_bug_types(ctx.project) if t in OBJECTIVES]
+    types = [o.bug_type for o in project_objectives(ctx.project, effective_bug_types(ctx.project))] if n else []
     if n == 0 or not types:
         return {"sheets": {}, "bug_types": types}
     conn = ctx.project.connect()
