@@ -13,8 +13,9 @@ and leaves a project directory to look at. Each step is the same library call th
   embed    mask crops with CLIP, cluster them in FAISS, write the mask bank and its summary
   label    a simulated tester labels LABELS_PER_TYPE frames of each bug type and GOOD_LABELS good ones
   augment  a sample sheet per objective (what the self-supervised pairs look like)
-  train    the detector from scratch: objective pre-training, then fine-tuning on the labels;
-           thresholds calibrated on val
+  train    the detector from scratch: objective pre-training (built-in simulations mixed with
+           pastes of the labeled bug frames), then fine-tuning on the labels; thresholds
+           calibrated on val
   evaluate on the held-out test level
   export   an ONNX model package with a parity check, into the versioned model registry
   promote  the package to champion: what the service serves (the nightly job's last step)
@@ -57,9 +58,12 @@ DEMO_OVERRIDES = [
     # would swallow almost the whole bank; deduplication needs real (pretrained) embeddings.
     "filter.cluster.dedupe_similarity=null",
     f"detect.bug_types=[{','.join(BUG_TYPES)}]",
-    # whole frame (missing textures show anywhere, not only on the viewmodel), narrow, with
-    # coordinate planes: about half of compact_cnn's CPU per step, so training fits the demo's minutes
-    "detect.model=compact_cnn_lite",
+    # two branches in one model: the gun's corner at full resolution for FPPC, a narrow whole-frame
+    # CNN at 144x192 for missing textures (which show anywhere), so training fits the demo's minutes
+    "detect.model=compact_cnn_lite_viewmodel",
+    # the tester's labeled bug frames also become paste sources for the objectives, so pre-training
+    # sees positives that look like this world's own bugs (docs/own-game.md)
+    "augment.exemplars=mix",
     "detect.mode=pretrain_finetune",  # the quality bench's best and steadiest method
     f"detect.prevalence={LEVEL_PREVALENCE}",
     "detect.epochs=6",

@@ -137,7 +137,8 @@ def test_quality_benchmark_end_to_end_on_tiny_captures(tmp_path) -> None:
                         finetune_epochs=1, steps_per_epoch=2, batch_size=8, sessions_per_split=2)
     summary = QualityBenchmark(s, tmp_path).run()
     methods = {(r["method"], r["labeled_bugs"]) for r in summary["results"]}
-    assert methods == {("floor", 0), ("objective", 0), ("supervised", 2), ("pretrain_finetune", 2), ("multitask", 2)}
+    assert methods == {("floor", 0), ("objective", 0), ("supervised", 2), ("pretrain_finetune", 2), ("exemplar_finetune", 2),
+                       ("multitask", 2)}
     assert all(0.0 <= r["f1"] <= 1.0 and r["tp"] + r["fn"] > 0 for r in summary["results"])
     assert summary["data"]["bugs"]["test"]["fppc"] > 0
     # event level: every run counts the test split's episodes as the data notes do (one definition)

@@ -12,6 +12,9 @@ Methods, per seed and labeled budget ``k``:
 - ``supervised``: the k bug frames and the good pool only (k > 0);
 - ``objective``: self-supervised objective only, five good frames as targets (k = 0);
 - ``pretrain_finetune``: objective pre-training on the unlabeled pool, then the labels (k > 0);
+- ``exemplar_finetune``: as ``pretrain_finetune``, but pre-training also pastes the k labeled bug
+  frames' regions into unlabeled frames (``augment.exemplars: mix``, issue 17's lever 1), so its
+  positives look like this engine's own bugs (k > 0; one pre-training per k);
 - ``multitask``: objective and labels jointly (k > 0).
 Every method picks its epoch and threshold on the validation split (thresholds for the target
 prevalence) and is scored once on the test split.
@@ -42,7 +45,7 @@ from bugdet.project import Project
 from bugdet.store.frames import FrameRow, iter_frames
 
 
-METHODS: tuple[str, ...] = ("floor", "supervised", "objective", "pretrain_finetune", "multitask")
+METHODS: tuple[str, ...] = ("floor", "supervised", "objective", "pretrain_finetune", "exemplar_finetune", "multitask")
 
 
 def _detect_default(name: str) -> Any:
@@ -93,6 +96,7 @@ class QualitySettings:
     # The event-level operating point: episode recall where false alarms (alarm events on no bug)
     # stay at or under this many per 1,000 test frames (see bugdet.detect.episodes).
     false_alarm_budget_per_1k: float = event_metrics.FALSE_ALARM_BUDGET_PER_1K
+    exemplar_prob: float = 0.5  # exemplar_finetune: share of a type's objective pairs pasted from its labeled frames
 
     @classmethod
     def quick(cls) -> "QualitySettings":
@@ -178,6 +182,7 @@ class BenchData:
     sources: list  # SourceMask from the mask bank
     notes: dict[str, Any] = field(default_factory=dict)
     test_timeline: event_metrics.Timeline | None = None  # ``test`` on its captures' timelines, for the event-level metrics
+    label_pool_rows: list[FrameRow] = field(default_factory=list)  # the tester's bug frames and their clean neighbours
 
 
 def prepare_data(s: QualitySettings, workdir: Path, size: tuple[int, int], progress: Progress) -> BenchData:
@@ -233,8 +238,9 @@ def prepare_data(s: QualitySettings, workdir: Path, size: tuple[int, int], progr
         "dropped_bug_types": dropped,
         "record_fps": record_speed(captures, sessions),
     }
+    label_pool_rows = list(iter_frames(conn, split="labelpool"))
     return BenchData(project, train_rows, unlabeled, train, val, test, test_rows, targets, sources, notes,
-                     test_timeline=frames_timeline(test, test_rows))
+                     test_timeline=frames_timeline(test, test_rows), label_pool_rows=label_pool_rows)
 
 
 def drop_unseen_bug_types(s: QualitySettings, conn) -> dict[str, str]:
@@ -361,12 +367,29 @@ class QualityBenchmark:
                              batch_size=s.batch_size, seed=seed, prevalence=s.prevalence, device=s.device,
                              patience=s.patience, color_jitter=s.color_jitter, ema_decay=s.ema_decay)
 
-    def _sampler(self, targets: list) -> ObjectiveSampler:
-        from bugdet.augment import OBJECTIVES, build_objective
+    def _sampler(self, targets: list, labeled: Sequence[LabeledFrame] = ()) -> ObjectiveSampler:
+        """The built-in simulations; with ``labeled``, mixed with exemplars of its bug frames."""
+        from bugdet.augment.assemble import objectives_for
 
-        objectives = [build_objective(t, **self.s.objective_params.get(t, {})) for t in self.s.bug_types if t in OBJECTIVES]
+        found = self._exemplars(labeled) if labeled else {}
+        objectives = objectives_for(self.s.bug_types, mode="mix" if found else "off", exemplars=found,
+                                    exemplar_prob=self.s.exemplar_prob, params_by_type=self.s.objective_params)
         return ObjectiveSampler(objectives, targets, self.data.sources, self.s.bug_types, self.size,
                                 unlabeled=self.data.unlabeled, unlabeled_fraction=self.s.unlabeled_fraction)
+
+    def _exemplars(self, labeled: Sequence[LabeledFrame]) -> dict[str, list]:
+        """Exemplars of the simulated tester's bug frames (no boxes: a tester who only said "bug").
+        Their clean references are label-pool frames whose ground truth holds no bug: the pool is
+        enriched to 6-30% bugs so that k frames can be drawn, where a studio's captures at ~1%
+        would give clean neighbours anyway."""
+        from bugdet.augment.exemplar_loader import exemplars_from_labels
+
+        bugs: dict[int, dict[str, None]] = {}
+        for frame in labeled:
+            for i, bug_type in enumerate(self.s.bug_types):
+                if frame.labels[i] > 0:
+                    bugs.setdefault(frame.frame_id, {})[bug_type] = None
+        return exemplars_from_labels(self.data.project, self.data.label_pool_rows, bugs)
 
     def _record(self, method: str, k: int, seed: int, scores: np.ndarray, thresholds: dict[str, float],
                 seconds: float, best_epoch: int = -1) -> None:
@@ -442,6 +465,11 @@ class QualityBenchmark:
                     out = self._train_and_score("finetune", k, seed, labeled, None, init_state=pretrained["detector"].state_dict())
                     self._record("pretrain_finetune", k, seed, out["scores"], out["thresholds"],
                                  out["seconds"] + pretrained["seconds"], out["best_epoch"])
+                if "exemplar_finetune" in methods:
+                    pre = self._train_and_score("pretrain", 0, seed, [], self._sampler(self.data.unlabeled_targets, labeled))
+                    out = self._train_and_score("finetune", k, seed, labeled, None, init_state=pre["detector"].state_dict())
+                    self._record("exemplar_finetune", k, seed, out["scores"], out["thresholds"],
+                                 out["seconds"] + pre["seconds"], out["best_epoch"])
                 if "multitask" in methods:
                     out = self._train_and_score("multitask", k, seed, labeled, self._sampler(self.data.unlabeled_targets))
                     self._record("multitask", k, seed, out["scores"], out["thresholds"], out["seconds"], out["best_epoch"])
@@ -501,7 +529,7 @@ def check_targets(results: Sequence[RunResult], bug_type: str = "fppc") -> dict[
     """The issue's three targets, evaluated on the mean over seeds (None when not measured)."""
     agg = {(a["method"], a["labeled_bugs"]): a["f1"] for a in aggregate([r for r in results if r.bug_type == bug_type])}
     sup10 = agg.get(("supervised", 10))
-    best10 = max([v for key, v in agg.items() if key[1] == 10 and key[0] in ("multitask", "pretrain_finetune")], default=None)
+    best10 = max([v for key, v in agg.items() if key[1] == 10 and key[0] in ("multitask", "pretrain_finetune", "exemplar_finetune")], default=None)
     obj0, sup25 = agg.get(("objective", 0)), agg.get(("supervised", 25))
     return {
         "weak_minus_supervised_f1_at_k10": None if sup10 is None or best10 is None else best10 - sup10,

@@ -21,6 +21,7 @@ COLOURS = {
     "supervised": (40, 40, 220),
     "objective": (30, 160, 30),
     "pretrain_finetune": (200, 120, 0),
+    "exemplar_finetune": (0, 170, 200),
     "multitask": (180, 0, 180),
 }
 
