@@ -86,10 +86,17 @@ def test_training_refuses_a_viewmodel_outside_the_region() -> None:
     require_viewmodel_inside(None, [left_handed])  # whole-frame detectors see it anyway
 
 
-def test_auto_picks_the_region_model_only_when_every_bug_type_shows_on_the_viewmodel() -> None:
-    assert create_detector("auto", ["fppc"]).region is not None
+def test_auto_picks_the_region_model_when_every_bug_type_shows_on_the_viewmodel() -> None:
+    only_fppc = create_detector("auto", ["fppc"])
+    assert only_fppc.region is not None and only_fppc.main_on_region
+    whole = create_detector("auto", ["missing_texture", "black_frame"])
+    assert whole.region is None and whole.input_size == (144, 192)
+
+
+def test_auto_gives_fppc_its_own_full_resolution_branch_beside_whole_frame_types() -> None:
     mixed = create_detector("auto", ["fppc", "missing_texture"])
-    assert mixed.region is None and mixed.input_size == (144, 192)
+    assert mixed.region_types == ["fppc"] and mixed.main_types == ["missing_texture"]
+    assert mixed.frame_size == (144, 192) and mixed.input_size == (240, 320)
 
 
 TWO_BRANCH = {**WHOLE, "frame_size": [32, 48],
