@@ -35,13 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-key", type=Path)
     parser.add_argument("--tls-client-ca", type=Path)
     parser.add_argument("--poll-s", type=float, default=2.0)
+    parser.add_argument("--idle-release-s", type=float, default=ServerConfig.idle_release_s,
+                        help="return freed memory to the kernel after this many idle seconds (0 = never)")
     args = parser.parse_args(argv)
     tls = TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert and args.tls_key else None
     config = ServerConfig(
         models_dir=args.models, host=args.host, port=args.port, metrics_port=args.metrics_port, http_port=args.http_port, max_batch=args.max_batch,
         max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, max_message_bytes=args.max_message_mb << 20,
         workers=args.workers, device=args.device, intra_op_threads=args.intra_op_threads, token=args.token, tls=tls, poll_s=args.poll_s,
-        max_pixels=args.max_pixels, max_request_pixels=args.max_request_pixels,
+        max_pixels=args.max_pixels, max_request_pixels=args.max_request_pixels, idle_release_s=args.idle_release_s,
     )
     try:
         run_forever(config, announce=lambda line: print(line, flush=True))

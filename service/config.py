@@ -40,4 +40,7 @@ class ServerConfig:
     token: str | None = None
     tls: TlsConfig | None = None
     poll_s: float = 2.0
+    # Seconds without a completed request after which freed memory goes back to the kernel
+    # (service/idle_release.py); 0 = never (resident size stays at its peak).
+    idle_release_s: float = 0.5
     stream_window: int = 32  # frames one DetectStream may have in flight before reading pauses

@@ -36,6 +36,11 @@ class Counter:
     def value(self, **labels: str) -> float:
         return self._values.get(tuple(sorted(labels.items())), 0.0)
 
+    def total(self) -> float:
+        """The sum over every label set (e.g. all requests, whatever their method and code)."""
+        with self._lock:
+            return sum(self._values.values())
+
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
         lines += [f"{self.name}{_labels(k)} {v:g}" for k, v in sorted(self._values.items())]

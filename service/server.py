@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from service import protos, reflection
 from service.allocator import keep_frame_buffers_mapped, reexec_with_malloc_env
+from service.idle_release import IdleMemoryRelease
 from service.auth import BearerTokenInterceptor
 from service.batcher import DynamicBatcher
 from service.config import ServerConfig
@@ -79,6 +80,7 @@ class DetectionServer:
         self._watcher: threading.Thread | None = None
         self._metrics_http = None
         self._kserve_http = None
+        self.idle_release: IdleMemoryRelease | None = None
         self.port = 0
         self.metrics_port: int | None = None
         self.http_port: int | None = None
@@ -131,6 +133,9 @@ class DetectionServer:
             self.http_port = self._kserve_http.start(self.config.host, self.config.http_port)
         self._watcher = threading.Thread(target=self._watch, name="bugdet-model-watcher", daemon=True)
         self._watcher.start()
+        if self.config.idle_release_s > 0:
+            self.idle_release = IdleMemoryRelease(self.metrics.requests.total, self.config.idle_release_s)
+            self.idle_release.start()
         return self.port
 
     def wait_until_serving(self, timeout: float) -> bool:
@@ -153,6 +158,8 @@ class DetectionServer:
             self._metrics_http.shutdown()
         if self._watcher is not None:
             self._watcher.join(timeout=5)
+        if self.idle_release is not None:
+            self.idle_release.stop()
 
 
 def run_forever(config: ServerConfig, announce: Callable[[str], None] = print) -> None:

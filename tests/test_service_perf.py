@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -170,3 +171,41 @@ def test_allocator_tuning_applies_on_glibc_and_the_server_still_serves(models: P
         stub = pb_grpc.DetectionStub(grpc.insecure_channel(address))
         response = stub.Detect(pb.DetectRequest(frames=[_raw(frames[0], "a"), _raw(frames[1], "b")]), timeout=10)
         assert [r.id for r in response.results] == ["a", "b"]
+
+
+def _rss_mb(pid: int) -> float:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * 4096 / 2**20
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim and /proc are Linux-only")
+def test_a_served_process_gives_a_bursts_memory_back_once_idle(models: Path) -> None:
+    """Frame buffers stay mapped while frames flow (no page faults per frame), so a burst of large
+    frames leaves the resident size at its peak; once idle the server trims it back down."""
+    from service.client import SpawnedServer
+
+    big = np.random.default_rng(1).integers(0, 255, (2000, 2000, 3), dtype=np.uint8)  # 12 MB: heap, not mmap
+    with SpawnedServer(str(models), "--idle-release-s", "2") as server:  # longer than any one request here
+        channel = grpc.insecure_channel(server.address, options=[("grpc.max_send_message_length", 64 << 20)])
+        stub = pb_grpc.DetectionStub(channel)
+        frames, _ = scene_frames(1, seed=31)
+        stub.Detect(pb.DetectRequest(frames=[_raw(frames[0], "warm")]), timeout=30)
+        time.sleep(1.5)
+        before = _rss_mb(server.process.pid)
+
+        def burst() -> None:
+            for _ in range(3):
+                stub.Detect(pb.DetectRequest(frames=[_raw(big, "big")]), timeout=60)
+
+        threads = [threading.Thread(target=burst) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        peak = _rss_mb(server.process.pid)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _rss_mb(server.process.pid) > before + 0.5 * (peak - before):
+            time.sleep(0.2)
+        after = _rss_mb(server.process.pid)
+        channel.close()
+    assert peak - before > 30, f"the burst should have grown the heap: {before:.0f} -> {peak:.0f} MB"
+    assert after <= before + 0.5 * (peak - before), f"idle server kept {after:.0f} MB (before {before:.0f}, peak {peak:.0f})"

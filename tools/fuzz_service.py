@@ -16,7 +16,8 @@ streams, ``internal`` (INTERNAL statuses: must be 0; unparseable messages too, w
 would answer with INTERNAL and a leaked call), ``hangs`` (calls that ran past their deadline plus ``--slack-s``, DEADLINE_EXCEEDED on a
 generous deadline, or streams that lost results: must be 0), ``health_after`` and the server's RSS
 after a valid warm-up (``rss_fresh_mb``), after ``--warm-up`` uncounted fuzz requests
-(``rss_start_mb``, the baseline) and at the end; for a server it spawned, how long SIGTERM took to
+(``rss_start_mb``, the baseline) and at the end, both read after ``--settle-s`` idle seconds (the
+server returns freed memory once idle; ``rss_*_busy_mb`` are the readings before that wait); for a server it spawned, how long SIGTERM took to
 stop it (``sigterm_exit_s``, ``needed_sigkill``). Exit status 1 when internal > 0, hangs > 0,
 health is not SERVING or the spawned server needed SIGKILL. Only loopback targets are accepted.
 """
@@ -278,7 +279,7 @@ def health(channel: grpc.Channel) -> str:
 
 
 def fuzz(address: str, pid: int | None, count: int, seconds: float, concurrency: int, seed: int, slack: float, token: str | None,
-         progress: Callable[[str], None], warm_up_count: int = 500) -> dict:
+         progress: Callable[[str], None], warm_up_count: int = 500, settle_s: float = 2.0) -> dict:
     options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
     channel = grpc.insecure_channel(address, options=options)
     metadata = [("authorization", f"Bearer {token}")] if token else None
@@ -290,6 +291,8 @@ def fuzz(address: str, pid: int | None, count: int, seconds: float, concurrency:
         send(channel, Corpus((info.input_height, info.input_width), random.Random(seed + 1 << 20), info.name), Tally(), warm_up_count,
              time.monotonic() + seconds, concurrency, slack, metadata, lambda line: None)
         warm_up(channel, corpus, metadata)
+    rss_start_busy = rss_bytes(pid)
+    time.sleep(settle_s)  # both baselines idle: the server hands freed memory back once idle
     rss_start = rss_bytes(pid)
     tally = Tally()
     started = time.monotonic()
@@ -299,6 +302,8 @@ def fuzz(address: str, pid: int | None, count: int, seconds: float, concurrency:
     verdict = health(channel)
     # A valid call of each kind must still work after the fuzzing.
     warm_up(channel, corpus, metadata)
+    rss_end_busy = rss_bytes(pid)
+    time.sleep(settle_s)
     rss_end = rss_bytes(pid)
     channel.close()
     codes = Counter()
@@ -316,6 +321,7 @@ def fuzz(address: str, pid: int | None, count: int, seconds: float, concurrency:
         "health_after": verdict,
         "server_pid": pid, "warm_up_requests": warm_up_count,
         "rss_fresh_mb": mb(rss_fresh), "rss_start_mb": mb(rss_start), "rss_end_mb": mb(rss_end),
+        "settle_s": settle_s, "rss_start_busy_mb": mb(rss_start_busy), "rss_end_busy_mb": mb(rss_end_busy),
         "rss_change": change, "rss_within_10pct": None if change is None else abs(change) <= 0.10,
     }
 
@@ -363,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-up", type=int, default=500,
                         help="fuzz requests sent (not counted) before the RSS baseline, so one-time initialisation is not read as growth")
     parser.add_argument("--slack-s", type=float, default=2.0, help="a call this far past its deadline counts as a hang")
+    parser.add_argument("--settle-s", type=float, default=2.0,
+                        help="idle seconds before each RSS baseline is read (start and end alike)")
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--server-flag", action="append", default=[], help="extra flag for the spawned server (repeatable)")
     args = parser.parse_args(argv)
@@ -377,14 +385,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{args.models}: no such models directory")
         with SpawnedServer(str(args.models), *args.server_flag) as server:
             report = fuzz(loopback_only(server.address), server.process.pid, args.count, args.seconds, args.concurrency, args.seed,
-                          args.slack_s, None, progress, args.warm_up)
+                          args.slack_s, None, progress, args.warm_up, args.settle_s)
             stopping = time.monotonic()
         # SpawnedServer sends SIGTERM and waits up to 10 s before SIGKILL: a wedged server needed the kill.
         report["sigterm_exit_s"] = round(time.monotonic() - stopping, 2)
         report["needed_sigkill"] = server.process.returncode == -9
     else:
         report = fuzz(loopback_only(args.target), args.pid, args.count, args.seconds, args.concurrency, args.seed, args.slack_s,
-                      args.token, progress, args.warm_up)
+                      args.token, progress, args.warm_up, args.settle_s)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:
