@@ -31,6 +31,27 @@ M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 
 
+def _glibc_function(name: str):
+    """The C library's ``name`` on Linux, or None where it has none (other systems, musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+
+
+def release_free_memory() -> bool:
+    """``malloc_trim(0)``: give the free pages of every glibc arena back to the kernel (what
+    :func:`keep_frame_buffers_mapped` keeps). False where the C library has no such call."""
+    trim = _glibc_function("malloc_trim")
+    if trim is None:
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
+
+
 def keep_frame_buffers_mapped(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20,
                               arenas: int | None = None) -> bool:
     """Raise glibc's mmap and trim thresholds and cap its arenas for this process; False where that
@@ -41,12 +62,8 @@ def keep_frame_buffers_mapped(mmap_threshold: int = 32 << 20, trim_threshold: in
     ``trim_threshold``: free memory kept at the top of a heap before it is returned to the kernel;
     ``arenas``: malloc arenas at most (default: one per core).
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others have no mallopt
+    mallopt = _glibc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     arenas = arenas or max(1, os.cpu_count() or 1)

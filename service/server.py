@@ -21,10 +21,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from service import protos, reflection
 from service.allocator import keep_frame_buffers_mapped, reexec_with_malloc_env
-from service.idle_release import IdleMemoryRelease
 from service.auth import BearerTokenInterceptor
 from service.batcher import DynamicBatcher
 from service.config import ServerConfig
+from service.idle_release import IdleMemoryRelease
 from service.kserve import KServeModels
 from service.metrics import Metrics, serve_metrics
 from service.registry import ModelRegistry

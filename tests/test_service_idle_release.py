@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from service.idle_release import IdleMemoryRelease, release_free_memory
+from service.allocator import release_free_memory
+from service.idle_release import IdleMemoryRelease
 
 
 class Clockwork:
@@ -86,3 +87,27 @@ def test_release_free_memory_runs_on_this_platform() -> None:
     import platform
 
     assert release_free_memory() == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
+def test_the_idle_release_frees_frames_held_only_by_reference_cycles() -> None:
+    import gc
+    import weakref
+
+    import numpy as np
+
+    from service.idle_release import collect_and_release
+
+    class Holder:
+        pass
+
+    gc.disable()  # as in an idle server: no allocations, so no automatic collection
+    try:
+        holder = Holder()
+        holder.me, holder.frame = holder, np.zeros((500, 500, 3), np.uint8)
+        frame = weakref.ref(holder.frame)
+        del holder
+        assert frame() is not None  # the cycle keeps it
+        collect_and_release()
+        assert frame() is None
+    finally:
+        gc.enable()

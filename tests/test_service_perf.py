@@ -174,7 +174,9 @@ def test_allocator_tuning_applies_on_glibc_and_the_server_still_serves(models: P
 
 
 def _rss_mb(pid: int) -> float:
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * 4096 / 2**20
+    import os
+
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim and /proc are Linux-only")

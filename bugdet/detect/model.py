@@ -146,7 +146,7 @@ def resolve_model_name(model: str, bug_types: Sequence[str]) -> str:
     Every type shows on the viewmodel: the viewmodel-region CNN (it ranks FPPC frames better in
     the quality bench, for less compute). Some do and some need the whole frame: the two-branch
     CNN, whose full-resolution viewmodel branch keeps FPPC from being lost in a downscaled frame
-    (the demo's held-out FPPC F1 went 0.34 -> 0.80 with it and exemplar objectives). None does:
+    (the demo's held-out FPPC F1: 0.34 with the whole-frame CNN, 0.45 with it). None does:
     the whole-frame CNN, which every bug type can use."""
     if model != AUTO:
         return model
