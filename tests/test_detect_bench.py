@@ -129,16 +129,23 @@ def test_viewmodel_floor_scores_covered_weapons_higher() -> None:
 @pytest.mark.slow
 def test_quality_benchmark_end_to_end_on_tiny_captures(tmp_path) -> None:
     """The whole protocol on captures small enough for a few minutes: every method, every k."""
-    from bugdet.bench.quality.protocol import QualityBenchmark, QualitySettings
+    from bugdet.bench.quality.protocol import METHODS, QualityBenchmark, QualitySettings
 
     s = QualitySettings(ks=[0, 2], seeds=[0], scenes=["park"], width=160, height=120, unlabeled_frames=80,
                         label_pool_frames=160, label_pool_prevalence=0.15, val_frames=120, val_prevalence=0.1,
                         test_frames=200, prevalence=0.05, good_pool=10, segment_frames=6, epochs=1,
                         finetune_epochs=1, steps_per_epoch=2, batch_size=8, sessions_per_split=2)
+    s.methods = list(METHODS)
     summary = QualityBenchmark(s, tmp_path).run()
     methods = {(r["method"], r["labeled_bugs"]) for r in summary["results"]}
     assert methods == {("floor", 0), ("objective", 0), ("supervised", 2), ("pretrain_finetune", 2), ("exemplar_finetune", 2),
-                       ("multitask", 2)}
+                       ("multitask", 2), ("self_training", 2), ("knn_self_training", 2)}
+    # each self-training run reports what its pseudo-labels held, checked against the pool's truth
+    notes = summary["pseudo_labels"]
+    assert set(notes) == {"self_training|2|0", "knn_self_training|2|0"}
+    assert all(n["frames"] > 0 and 0 <= n["guessed_true"] <= n["true_bugs"]
+               for n in notes.values())
+    assert all(r["best_f1"] >= r["f1"] for r in summary["results"])  # the oracle threshold is never worse
     assert all(0.0 <= r["f1"] <= 1.0 and r["tp"] + r["fn"] > 0 for r in summary["results"])
     assert summary["data"]["bugs"]["test"]["fppc"] > 0
     # event level: every run counts the test split's episodes as the data notes do (one definition)

@@ -70,6 +70,7 @@ class Batch:
     known: torch.Tensor  # [N, T] bool
     masks: torch.Tensor | None = None  # [N, T, h, w] coverage, objective samples only
     mask_known: torch.Tensor | None = None  # [N] bool: rows whose masks are exact
+    pseudo: torch.Tensor | None = None  # [N] bool: rows whose labels are another model's guesses (self-training)
 
 
 def _jitter(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -188,6 +189,11 @@ def concat_batches(a: Batch, b: Batch) -> Batch:
         ref = like.masks
         return torch.zeros((n, *ref.shape[1:])), torch.zeros(n, dtype=torch.bool)
 
+    if a.pseudo is None and b.pseudo is None:
+        pseudo = None
+    else:
+        pseudo = torch.cat([a.pseudo if a.pseudo is not None else torch.zeros(n_a, dtype=torch.bool),
+                            b.pseudo if b.pseudo is not None else torch.zeros(n_b, dtype=torch.bool)])
     if a.masks is None and b.masks is None:
         masks = mask_known = None
     else:
@@ -200,4 +206,5 @@ def concat_batches(a: Batch, b: Batch) -> Batch:
         known=torch.cat([a.known, b.known]),
         masks=masks,
         mask_known=mask_known,
+        pseudo=pseudo,
     )

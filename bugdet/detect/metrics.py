@@ -74,6 +74,17 @@ def precision_recall_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.n
     return precision, recall, s[last_of_group]
 
 
+def best_f1(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The highest F1 any threshold reaches on these frames: an oracle, for measuring how much F1 a
+    threshold chosen elsewhere (on validation) gives away on new levels, never to choose one."""
+    scores, labels = _validate(scores, labels)
+    if not labels.any():
+        return float("nan")
+    precision, recall, _ = precision_recall_curve(scores, labels)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    return float(f1.max())
+
+
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     """PR-AUC as average precision: sum over recall steps of precision (no interpolation)."""
     scores, labels = _validate(scores, labels)

@@ -4,6 +4,9 @@
 - ``objective``: only self-supervised objective pairs (k good frames, zero bug labels).
 - ``pretrain_finetune``: the objective first, then the labeled frames at a lower rate.
 - ``multitask``: every batch mixes objective pairs and labeled frames, trained jointly.
+- ``self_training``: labeled frames plus unlabeled frames pseudo-labeled by a teacher (or by kNN
+  weak labels), with the auxiliary confidence loss on the pseudo rows
+  (:mod:`bugdet.detect.selftrain`); the student usually starts from pre-trained weights.
 
 A run is a list of phases; every epoch ends with a checkpoint (model, optimiser, where in the
 plan, best score so far) and validation on a labeled split. Batches are drawn from generators
@@ -34,10 +37,11 @@ from bugdet.detect.metrics import average_precision, calibrate_threshold
 from bugdet.detect.model import BugDetector, load_checkpoint, save_checkpoint
 from bugdet.detect.photometric import color_jitter
 from bugdet.detect.region import require_viewmodel_inside
+from bugdet.detect.selftrain import PseudoLabelSampler, confidence_targets
 from bugdet.progress import NullProgress, Progress
 
-Mode = Literal["supervised", "objective", "pretrain_finetune", "multitask"]
-MODES: tuple[str, ...] = ("supervised", "objective", "pretrain_finetune", "multitask")
+Mode = Literal["supervised", "objective", "pretrain_finetune", "multitask", "self_training"]
+MODES: tuple[str, ...] = ("supervised", "objective", "pretrain_finetune", "multitask", "self_training")
 
 
 @dataclass
@@ -59,6 +63,9 @@ class TrainSettings:
     seed: int = 0
     prevalence: float = 0.01
     device: str = "cpu"
+    pseudo_fraction: float = 0.5  # self_training: share of each batch made of pseudo-labeled frames
+    confidence_weight: float = 0.5  # self_training: weight of the student's own hardened prediction (Burns et al.)
+    confidence_warmup: float = 0.2  # ... reached linearly over this share of the phase (0 at its start)
 
 
 @dataclass
@@ -68,6 +75,7 @@ class Phase:
     lr: float
     labeled: bool
     objective: bool
+    pseudo: bool = False
 
 
 def plan_phases(s: TrainSettings) -> list[Phase]:
@@ -82,6 +90,8 @@ def plan_phases(s: TrainSettings) -> list[Phase]:
         ]
     if s.mode == "multitask":
         return [Phase("multitask", s.epochs, s.lr, labeled=True, objective=True)]
+    if s.mode == "self_training":
+        return [Phase("self_training", s.epochs, s.lr, labeled=True, objective=False, pseudo=True)]
     raise ValueError(f"unknown training mode {s.mode!r} (expected one of {', '.join(MODES)})")
 
 
@@ -128,6 +138,7 @@ class Trainer:
         val: Sequence[LabeledFrame] = (),
         run_dir: Path | None = None,
         progress: Progress | None = None,
+        pseudo: PseudoLabelSampler | None = None,
     ):
         self.detector = detector.to(settings.device)
         self.s = settings
@@ -140,6 +151,10 @@ class Trainer:
             raise ValueError(f"mode {settings.mode} needs at least one labeled bug frame")
         if needs_objective and objective is None:
             raise ValueError(f"mode {settings.mode} needs an objective")
+        if any(p.pseudo for p in self.phases) and pseudo is None:
+            raise ValueError(f"mode {settings.mode} needs pseudo-labeled frames")
+        self.pseudo = pseudo
+        self.confidence_weight = 0.0  # the auxiliary confidence loss's weight at the current step
         self.labeled = LabeledSampler(labeled, detector.input_size, settings.bug_fraction) if needs_labels else None
         self.objective = objective
         if objective is not None:
@@ -170,6 +185,10 @@ class Trainer:
     # -- batches ---------------------------------------------------------------------------
     def _batch(self, phase: Phase, rng: np.random.Generator) -> Batch:
         n = self.s.batch_size
+        if phase.pseudo:
+            n_pseudo = min(n - 1, int(round(n * self.s.pseudo_fraction)))
+            if n_pseudo > 0:
+                return concat_batches(self.pseudo.batch(rng, n_pseudo), self._labeled_batch(rng, n - n_pseudo))
         if phase.labeled and phase.objective:
             n_obj = int(round(n * self.s.objective_fraction))
             n_obj -= n_obj % 2  # objective samples come in pairs
@@ -193,13 +212,20 @@ class Trainer:
         dev = self.s.device
         logits, cam = self.detector.activation_maps(batch.images.to(dev))
         known = batch.known.to(dev).float()
-        cls = F.binary_cross_entropy_with_logits(logits, batch.labels.to(dev), weight=known, reduction="sum")
+        labels = confidence_targets(batch.labels.to(dev), logits, batch.pseudo, self.confidence_weight)
+        cls = F.binary_cross_entropy_with_logits(logits, labels, weight=known, reduction="sum")
         loss = cls / known.sum().clamp(min=1)
         if batch.masks is not None and self.s.localisation_weight > 0 and batch.mask_known.any():
             rows = batch.mask_known.to(dev)
             loc = F.binary_cross_entropy_with_logits(cam[rows], batch.masks.to(dev)[rows])
             loss = loss + self.s.localisation_weight * loc
         return loss
+
+    def _confidence_weight(self, phase: Phase, epoch: int, step: int) -> float:
+        """Burns et al. warm the confidence term up: early on the student's own guesses are noise."""
+        done = (epoch * self.s.steps_per_epoch + step) / max(phase.epochs * self.s.steps_per_epoch, 1)
+        ramp = 1.0 if self.s.confidence_warmup <= 0 else min(1.0, done / self.s.confidence_warmup)
+        return self.s.confidence_weight * ramp
 
     # -- validation --------------------------------------------------------------------------
     def validation_scores(self) -> np.ndarray:
@@ -272,6 +298,8 @@ class Trainer:
                     for group in optimizer.param_groups:
                         group["lr"] = _lr_at(phase, epoch, step, self.s.steps_per_epoch)
                     batch = self._batch(phase, batch_rng(self.s.seed, global_epoch, step))
+                    if phase.pseudo:
+                        self.confidence_weight = self._confidence_weight(phase, epoch, step)
                     loss = self._loss(batch)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()

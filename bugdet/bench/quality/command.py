@@ -18,7 +18,7 @@ def quality(
     bugs: Optional[str] = typer.Option(None, "--bugs", help="Comma-separated bug types (default: fppc on playtest, all six on openarena)."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (default 0,1,2; quick: 0)."),
     ks: Optional[str] = typer.Option(None, "--ks", help="Comma-separated labeled-bug budgets (default 0,5,10,25,50)."),
-    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods: floor, supervised, objective, pretrain_finetune, exemplar_finetune, multitask (default all; quick: all but multitask)."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods: floor, supervised, objective, pretrain_finetune, exemplar_finetune, multitask, self_training, knn_self_training (default all but the two self-training ones; quick: also without multitask)."),
     weapon_source: Optional[str] = typer.Option(None, "--weapon-source", help="engine | auto: how targets' weapon masks are found."),
 ) -> None:
     """The paper's protocol on a world's captures: supervised vs objective vs pretrain+finetune vs multi-task, per bug type."""
@@ -58,6 +58,7 @@ def quality(
     report = report or json_path.with_suffix(".html")
     labels = np.stack([f.labels for f in bench.data.test])
     report.write_text(render_report(summary, bench.curves, [f.rgb for f in bench.data.test], labels, s.bug_types))
+    write_test_scores(json_path.with_suffix(".scores.npz"), bench)
     for row in summary["aggregate"]:
         console.print(terminal_line(row, s.false_alarm_budget_per_1k))
     if "fppc" in s.bug_types:
@@ -65,6 +66,21 @@ def quality(
     for bug_type, why in summary["data"].get("dropped_bug_types", {}).items():
         console.print(f"not evaluated: {bug_type} ({why})")
     console.print(f"wrote {json_path} and {report}")
+
+
+def write_test_scores(path: Path, bench) -> None:
+    """Every run's test scores beside the JSON, with the labels and the test split's timeline, so
+    rules applied after the detector (a window over consecutive frames, another threshold) can be
+    measured on exactly these scores without training again."""
+    import numpy as np
+
+    timeline = bench.data.test_timeline
+    arrays = {f"scores/{key}": np.asarray(c["scores"], np.float32) for key, c in bench.curves.items()}
+    arrays.update(labels=np.stack([f.labels for f in bench.data.test]), bug_types=np.array(bench.s.bug_types),
+                  timeline_order=timeline.order, timeline_joins_previous=timeline.joins_previous,
+                  thresholds=np.array([c["threshold"] for c in bench.curves.values()], np.float64),
+                  keys=np.array(list(bench.curves)))
+    np.savez_compressed(path, **arrays)
 
 
 def register(bench_app: typer.Typer) -> None:

@@ -15,7 +15,14 @@ Methods, per seed and labeled budget ``k``:
 - ``exemplar_finetune``: as ``pretrain_finetune``, but pre-training also pastes the k labeled bug
   frames' regions into unlabeled frames (``augment.exemplars: mix``, issue 17's lever 1), so its
   positives look like this engine's own bugs (k > 0; one pre-training per k);
-- ``multitask``: objective and labels jointly (k > 0).
+- ``multitask``: objective and labels jointly (k > 0);
+- ``self_training``: ``pretrain_finetune``'s detector is the teacher: it pseudo-labels the
+  unlabeled pool, and a student started from the same pre-trained weights learns from the labels
+  and the pseudo-labels with the auxiliary confidence loss (issue 17's lever 3, Burns et al. 2023;
+  :mod:`bugdet.detect.selftrain`) (k > 0);
+- ``knn_self_training``: the same student loop, but the pseudo-labels are the labeled frames' kNN
+  vote over (unpretrained here) CLIP frame embeddings, the cluster stage's automated weak labels
+  (:mod:`bugdet.weaklabel.propagate`) (k > 0).
 Every method picks its epoch and threshold on the validation split (thresholds for the target
 prevalence) and is scored once on the test split.
 """
@@ -36,8 +43,9 @@ from bugdet.detect import episodes as event_metrics
 from bugdet.detect.data import LabeledFrame, ObjectiveSampler
 from bugdet.detect.floor import ViewmodelDifferenceFloor
 from bugdet.detect.frames import frames_with_ground_truth, load_images
-from bugdet.detect.metrics import calibrate_threshold, evaluate_scores
+from bugdet.detect.metrics import best_f1, calibrate_threshold, evaluate_scores
 from bugdet.detect.model import create_detector, resolve_model_name
+from bugdet.detect.selftrain import PseudoLabelSampler
 from bugdet.detect.train import TrainSettings, Trainer
 from bugdet.errors import InputError
 from bugdet.progress import NullProgress, Progress
@@ -45,7 +53,12 @@ from bugdet.project import Project
 from bugdet.store.frames import FrameRow, iter_frames
 
 
-METHODS: tuple[str, ...] = ("floor", "supervised", "objective", "pretrain_finetune", "exemplar_finetune", "multitask")
+METHODS: tuple[str, ...] = ("floor", "supervised", "objective", "pretrain_finetune", "exemplar_finetune", "multitask",
+                            "self_training", "knn_self_training")
+#: The methods that use the objective or the unlabeled pool beside the k labels (the targets' "weak").
+WEAK_METHODS: tuple[str, ...] = ("pretrain_finetune", "exemplar_finetune", "multitask", "self_training", "knn_self_training")
+#: Methods only the full run (or an explicit ``methods``) includes: slow, or measured and not adopted.
+OPT_IN_METHODS: frozenset[str] = frozenset({"multitask", "self_training", "knn_self_training"})
 
 
 def _detect_default(name: str) -> Any:
@@ -59,7 +72,7 @@ class QualitySettings:
     bug_types: list[str] = field(default_factory=lambda: ["fppc"])
     ks: list[int] = field(default_factory=lambda: [0, 5, 10, 25, 50])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[str] = field(default_factory=lambda: [m for m in METHODS if m not in OPT_IN_METHODS] + ["multitask"])
     prevalence: float = 0.01
     scenes: list[str] = field(default_factory=lambda: ["park", "indoor"])
     sessions_per_split: int = 3  # per scene; the weapon cycles over them
@@ -97,13 +110,18 @@ class QualitySettings:
     # stay at or under this many per 1,000 test frames (see bugdet.detect.episodes).
     false_alarm_budget_per_1k: float = event_metrics.FALSE_ALARM_BUDGET_PER_1K
     exemplar_prob: float = 0.5  # exemplar_finetune: share of a type's objective pairs pasted from its labeled frames
+    pseudo_fraction: float = 0.5  # self-training: share of each batch made of pseudo-labeled unlabeled frames
+    confidence_weight: float = 0.5  # self-training: the auxiliary confidence loss's weight (Burns et al.)
+    knn: int = 5  # knn_self_training: labeled frames voting on each unlabeled one
+    knn_temperature: float = 0.05
+    knn_min_confidence: float = 0.6
 
     @classmethod
     def quick(cls) -> "QualitySettings":
         """One seed, k in {0, 10, 25}, smaller captures, and the methods the three targets compare
         (multi-task, the slowest and least steady, only in the full run or with ``methods``): made
         to finish in under 15 minutes on 2 CPU cores, recording included."""
-        return cls(ks=[0, 10, 25], seeds=[0], methods=[m for m in METHODS if m != "multitask"],
+        return cls(ks=[0, 10, 25], seeds=[0], methods=[m for m in METHODS if m not in OPT_IN_METHODS],
                    unlabeled_frames=600, label_pool_frames=600, val_frames=450, test_frames=3000,
                    segment_frames=48, epochs=10, finetune_epochs=5, steps_per_epoch=30)
 
@@ -348,6 +366,9 @@ class RunResult:
     false_alarms_per_1k: float = float("nan")
     episode_recall_at_fa_budget: float = float("nan")
     threshold_at_fa_budget: float = float("nan")
+    # Calibration (issue 17's lever 5): the best F1 any threshold reaches on the test split, an
+    # oracle; best_f1 - f1 is what the validation-picked threshold gives away on new levels.
+    best_f1: float = float("nan")
 
 
 class QualityBenchmark:
@@ -360,6 +381,9 @@ class QualityBenchmark:
         self.results: list[RunResult] = []
         self.curves: dict[str, dict] = {}  # run key -> test scores, for the report
         self.data: BenchData | None = None
+        self.pseudo_notes: dict[str, dict] = {}  # self-training runs: what the pseudo-labels held
+        self._frame_vectors: np.ndarray | None = None  # the unlabeled pool's CLIP vectors (knn_self_training)
+        self._embedder = None
 
     def _settings(self, mode: str, seed: int) -> TrainSettings:
         s = self.s
@@ -397,16 +421,18 @@ class QualityBenchmark:
             self._record_one(t, method, k, seed, scores[:, i], thresholds[t], seconds, best_epoch)
 
     def _train_and_score(self, method: str, k: int, seed: int, labeled: list[LabeledFrame], sampler: ObjectiveSampler | None,
-                         init_state: dict | None = None) -> dict:
+                         init_state: dict | None = None, pseudo: PseudoLabelSampler | None = None) -> dict:
         detector = create_detector(self.model, self.s.bug_types, seed=seed)  # init from the seed, not from run order
         if init_state is not None:
             detector.load_state_dict(init_state)
         mode = {"pretrain": "objective", "finetune": "supervised"}.get(method, method)
         settings = self._settings(mode, seed)
-        if method == "finetune":
+        if method in ("finetune", "self_training"):  # a student gets the fine-tuning budget, like the teacher
             settings.epochs, settings.lr = self.s.finetune_epochs, settings.finetune_lr
+        settings.pseudo_fraction, settings.confidence_weight = self.s.pseudo_fraction, self.s.confidence_weight
         started = time.perf_counter()
-        result = Trainer(detector, settings, labeled=labeled, objective=sampler, val=self.data.val, progress=self.progress).fit()
+        result = Trainer(detector, settings, labeled=labeled, objective=sampler, val=self.data.val, progress=self.progress,
+                         pseudo=pseudo).fit()
         seconds = time.perf_counter() - started
         from bugdet.detect.train import predict_scores
 
@@ -437,7 +463,8 @@ class QualityBenchmark:
                                       episodes=e.episodes, episode_recall=e.episode_recall,
                                       false_alarms_per_1k=e.false_alarms_per_1k,
                                       episode_recall_at_fa_budget=e.episode_recall_at_budget,
-                                      threshold_at_fa_budget=e.threshold_at_budget))
+                                      threshold_at_fa_budget=e.threshold_at_budget,
+                                      best_f1=best_f1(scores, y)))
         self.curves[f"{bug_type}|{method}|{k}|{seed}"] = {"scores": np.asarray(scores).tolist(), "threshold": threshold}
 
     def run(self) -> dict[str, Any]:
@@ -454,7 +481,8 @@ class QualityBenchmark:
                 out = self._train_and_score("objective", 0, seed, [], self._sampler(good_targets))
                 self._record("objective", 0, seed, out["scores"], out["thresholds"], out["seconds"], out["best_epoch"])
             pretrained = None
-            if "pretrain_finetune" in methods and any(k > 0 for k in self.s.ks):
+            students = methods & {"self_training", "knn_self_training"}
+            if ("pretrain_finetune" in methods or students) and any(k > 0 for k in self.s.ks):
                 pretrained = self._train_and_score("pretrain", 0, seed, [], self._sampler(self.data.unlabeled_targets))
             for k in [k for k in self.s.ks if k > 0]:
                 labeled = draw_labels(self.data, self.s.bug_types, k, self.s.good_pool, seed)
@@ -463,8 +491,11 @@ class QualityBenchmark:
                     self._record("supervised", k, seed, out["scores"], out["thresholds"], out["seconds"], out["best_epoch"])
                 if pretrained is not None:
                     out = self._train_and_score("finetune", k, seed, labeled, None, init_state=pretrained["detector"].state_dict())
-                    self._record("pretrain_finetune", k, seed, out["scores"], out["thresholds"],
-                                 out["seconds"] + pretrained["seconds"], out["best_epoch"])
+                    if "pretrain_finetune" in methods:
+                        self._record("pretrain_finetune", k, seed, out["scores"], out["thresholds"],
+                                     out["seconds"] + pretrained["seconds"], out["best_epoch"])
+                    for method in sorted(students):
+                        self._run_student(method, k, seed, labeled, pretrained, teacher=out)
                 if "exemplar_finetune" in methods:
                     pre = self._train_and_score("pretrain", 0, seed, [], self._sampler(self.data.unlabeled_targets, labeled))
                     out = self._train_and_score("finetune", k, seed, labeled, None, init_state=pre["detector"].state_dict())
@@ -474,6 +505,50 @@ class QualityBenchmark:
                     out = self._train_and_score("multitask", k, seed, labeled, self._sampler(self.data.unlabeled_targets))
                     self._record("multitask", k, seed, out["scores"], out["thresholds"], out["seconds"], out["best_epoch"])
         return self.summary(data_seconds, time.perf_counter() - started)
+
+    def _run_student(self, method: str, k: int, seed: int, labeled: list[LabeledFrame], pretrained: dict, teacher: dict) -> None:
+        """Self-training: the unlabeled pool pseudo-labeled by ``teacher`` (pretrain_finetune's
+        detector) or by the labeled frames' kNN vote; a student from the pre-trained weights."""
+        from bugdet.detect.selftrain import PseudoLabelSampler, knn_pseudo_labels, teacher_pseudo_labels
+        from bugdet.detect.train import predict_scores
+
+        started = time.perf_counter()
+        if method == "self_training":
+            scores = predict_scores(teacher["detector"], self.data.unlabeled, device=self.s.device)
+            labels = teacher_pseudo_labels(scores, teacher["thresholds"], self.s.bug_types, self.data.unlabeled, self.size)
+        else:
+            labels = knn_pseudo_labels(*self._knn_votes(labeled), self.s.knn_min_confidence, self.s.bug_types,
+                                       self.data.unlabeled, self.size)
+        labeling = time.perf_counter() - started
+        self.pseudo_notes[f"{method}|{k}|{seed}"] = {**labels.describe(), **self._pseudo_agreement(labels)}
+        out = self._train_and_score("self_training", k, seed, labeled, None, init_state=pretrained["detector"].state_dict(),
+                                    pseudo=PseudoLabelSampler(labels, self.size))
+        self._record(method, k, seed, out["scores"], out["thresholds"],
+                     out["seconds"] + labeling + pretrained["seconds"] + teacher["seconds"] * (method == "self_training"),
+                     out["best_epoch"])
+
+    def _knn_votes(self, labeled: Sequence[LabeledFrame]) -> tuple[list[dict[str, float]], np.ndarray]:
+        """The weak-label stage's vote (:func:`bugdet.weaklabel.propagate.knn_vote`) of the labeled
+        frames over the unlabeled pool, on whole-frame CLIP embeddings (unpretrained here)."""
+        from bugdet.embed.pipeline import build_embedder
+        from bugdet.weaklabel.propagate import knn_vote
+
+        if self._frame_vectors is None:
+            self._embedder = build_embedder(self.data.project)
+            self._frame_vectors = _unit_rows(self._embedder.embed_images(self.data.unlabeled))
+        classes = [next((t for i, t in enumerate(self.s.bug_types) if f.labels[i] > 0), "good") for f in labeled]
+        exemplars = _unit_rows(self._embedder.embed_images([f.rgb for f in labeled]))
+        _, confidence, votes = knn_vote(exemplars, classes, self._frame_vectors, self.s.knn, self.s.knn_temperature)
+        return votes, confidence
+
+    def _pseudo_agreement(self, labels) -> dict[str, Any]:
+        """How right the pseudo-labels are against the unlabeled pool's ground truth (reported,
+        never used for training): precision and recall of the guessed bug frames."""
+        truth = np.array([row.is_bug() for row in self.data.train_rows], bool)
+        guessed = np.zeros(len(truth), bool)
+        guessed[labels.positives] = True
+        tp = int((guessed & truth).sum())
+        return {"true_bugs": int(truth.sum()), "guessed_bugs": int(guessed.sum()), "guessed_true": tp}
 
     def _good_targets(self, seed: int) -> list:
         """The paper's objective-only setting: five labeled good frames are the only targets (the
@@ -495,6 +570,7 @@ class QualityBenchmark:
             "detector_model": self.model,
             "backbone_pretrained": False,
             "data": self.data.notes,
+            "pseudo_labels": self.pseudo_notes,
             "seconds": {"data": round(data_seconds, 1), "total": round(total_seconds, 1)},
             "results": [asdict(r) for r in self.results],
             "aggregate": aggregate(self.results),
@@ -504,7 +580,7 @@ class QualityBenchmark:
 
 #: RunResult fields averaged over seeds, each with its ``_std``.
 AGGREGATED: tuple[str, ...] = ("f1", "pr_auc", "precision_at_recall_0_5",
-                               "episode_recall", "false_alarms_per_1k", "episode_recall_at_fa_budget")
+                               "episode_recall", "false_alarms_per_1k", "episode_recall_at_fa_budget", "best_f1")
 
 
 def aggregate(results: Sequence[RunResult]) -> list[dict[str, Any]]:
@@ -529,7 +605,7 @@ def check_targets(results: Sequence[RunResult], bug_type: str = "fppc") -> dict[
     """The issue's three targets, evaluated on the mean over seeds (None when not measured)."""
     agg = {(a["method"], a["labeled_bugs"]): a["f1"] for a in aggregate([r for r in results if r.bug_type == bug_type])}
     sup10 = agg.get(("supervised", 10))
-    best10 = max([v for key, v in agg.items() if key[1] == 10 and key[0] in ("multitask", "pretrain_finetune", "exemplar_finetune")], default=None)
+    best10 = max([v for key, v in agg.items() if key[1] == 10 and key[0] in WEAK_METHODS], default=None)
     obj0, sup25 = agg.get(("objective", 0)), agg.get(("supervised", 25))
     return {
         "weak_minus_supervised_f1_at_k10": None if sup10 is None or best10 is None else best10 - sup10,
@@ -540,6 +616,11 @@ def check_targets(results: Sequence[RunResult], bug_type: str = "fppc") -> dict[
         # ">=" as the target is worded, but a tie at F1 0 (nothing found by either) is no win.
         "objective_only_beats_supervised_k25": None if obj0 is None or sup25 is None else (obj0 >= sup25 and obj0 > 0),
     }
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def write_json(path: Path, summary: dict[str, Any]) -> None:

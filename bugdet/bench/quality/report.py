@@ -23,6 +23,8 @@ COLOURS = {
     "pretrain_finetune": (200, 120, 0),
     "exemplar_finetune": (0, 170, 200),
     "multitask": (180, 0, 180),
+    "self_training": (200, 60, 60),
+    "knn_self_training": (120, 90, 40),
 }
 
 
@@ -31,6 +33,7 @@ COLOURS = {
 AGGREGATE_COLUMNS: tuple[str, ...] = (
     "bug_type", "method", "labeled_bugs", "seeds", "f1", "f1_std", "pr_auc", "pr_auc_std", "precision_at_recall_0_5",
     "episodes", "episode_recall_at_fa_budget", "episode_recall_at_fa_budget_std", "episode_recall", "false_alarms_per_1k",
+    "best_f1",
 )
 
 
