@@ -37,13 +37,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-s", type=float, default=2.0)
     parser.add_argument("--idle-release-s", type=float, default=ServerConfig.idle_release_s,
                         help="return freed memory to the kernel after this many idle seconds (0 = never)")
+    parser.add_argument("--flag-window", type=int, default=ServerConfig.flag_window, metavar="N",
+                        help="DetectStream: flag a bug type when --flag-window-min of the last N frames of a session were "
+                             "over its threshold (1 = off, each frame on its own; on, a bug is flagged up to N-1 frames later)")
+    parser.add_argument("--flag-window-min", type=int, default=ServerConfig.flag_window_min, metavar="K",
+                        help="frames of the --flag-window that must be over the threshold (1..N)")
     args = parser.parse_args(argv)
+    if not 1 <= args.flag_window_min <= args.flag_window:
+        parser.error(f"need 1 <= --flag-window-min <= --flag-window (got {args.flag_window_min} and {args.flag_window})")
     tls = TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert and args.tls_key else None
     config = ServerConfig(
         models_dir=args.models, host=args.host, port=args.port, metrics_port=args.metrics_port, http_port=args.http_port, max_batch=args.max_batch,
         max_queue_delay_ms=args.max_queue_delay_ms, max_queue=args.max_queue, max_message_bytes=args.max_message_mb << 20,
         workers=args.workers, device=args.device, intra_op_threads=args.intra_op_threads, token=args.token, tls=tls, poll_s=args.poll_s,
         max_pixels=args.max_pixels, max_request_pixels=args.max_request_pixels, idle_release_s=args.idle_release_s,
+        flag_window=args.flag_window, flag_window_min=args.flag_window_min,
     )
     try:
         run_forever(config, announce=lambda line: print(line, flush=True))

@@ -44,3 +44,9 @@ class ServerConfig:
     # (service/idle_release.py); 0 = never (resident size stays at its peak).
     idle_release_s: float = 0.5
     stream_window: int = 32  # frames one DetectStream may have in flight before reading pauses
+    # DetectStream's temporal window (service/temporal.py): a bug type is flagged on a frame when at
+    # least `flag_window_min` of the last `flag_window` frames of the same stream, model and
+    # session were over its threshold. 1 and 1 = off (each frame on its own). On, a bug is flagged
+    # up to flag_window - 1 frames later and results leave in the order their frames came in.
+    flag_window: int = 1
+    flag_window_min: int = 1

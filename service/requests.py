@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,10 +124,18 @@ def verdicts(manifest, scores: np.ndarray, heatmaps: np.ndarray) -> tuple[list[b
     return flags, (heatmap_boxes(heatmaps).tolist() if any(flags) else None)
 
 
-def fill_result(result, pb, model: LoadedModel, scores: np.ndarray, heatmaps: np.ndarray, include_heatmaps: bool) -> None:
-    """Fill a bugdet.v1 FrameResult from one frame's model output."""
+def fill_result(result, pb, model: LoadedModel, scores: np.ndarray, heatmaps: np.ndarray, include_heatmaps: bool,
+                flags: Sequence[bool] | None = None) -> None:
+    """Fill a bugdet.v1 FrameResult from one frame's model output.
+
+    ``flags`` (one per bug type) replaces the per-frame decisions, e.g. a temporal window's
+    (service/temporal.py); the scores and thresholds reported stay the frame's own."""
     manifest = model.manifest
-    flags, boxes = verdicts(manifest, scores, heatmaps)
+    if flags is None:
+        flags, boxes = verdicts(manifest, scores, heatmaps)
+    else:
+        flags = [bool(f) for f in flags]
+        boxes = heatmap_boxes(heatmaps).tolist() if any(flags) else None
     for index, bug in enumerate(manifest.bug_types):
         entry = result.scores.add(bug_type=bug, score=float(scores[index]), is_bug=flags[index], threshold=manifest.thresholds[bug])
         if flags[index]:

@@ -33,7 +33,8 @@ def load_checkpoint(path: Path) -> tuple[object, dict]:
     """
     import torch
 
-    from bugdet.detect.model import CHECKPOINT_FORMAT, load_checkpoint as load_trained
+    from bugdet.detect.model import CHECKPOINT_FORMAT
+    from bugdet.detect.model import load_checkpoint as load_trained
 
     if not path.is_file():
         raise InputError(f"{path}: no such detector checkpoint (run `bugdet train` first, or pass --checkpoint)")
@@ -122,6 +123,8 @@ def serve(
     tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="PEM private key for --tls-cert."),
     tls_client_ca: Optional[Path] = typer.Option(None, "--tls-client-ca", help="PEM CA bundle: require client certificates (mTLS)."),
     poll_s: float = typer.Option(2.0, "--poll-s", min=0.1, help="Seconds between scans of the models directory."),
+    flag_window: int = typer.Option(1, "--flag-window", min=1, metavar="N", help="DetectStream: flag a bug type when --flag-window-min of the last N frames of a session were over its threshold (1 = off; on, a bug is flagged up to N-1 frames later)."),
+    flag_window_min: int = typer.Option(1, "--flag-window-min", min=1, metavar="K", help="Frames of the --flag-window that must be over the threshold (1..N)."),
 ) -> None:
     """Serve model packages over gRPC (bugdet.v1, KServe v2 / Open Inference Protocol, health, reflection) and optionally KServe v2 over HTTP."""
     from service.config import ServerConfig, TlsConfig
@@ -129,6 +132,8 @@ def serve(
 
     if not models.is_dir():
         raise InputError(f"{models}: no such models directory (write packages into it with `bugdet export`)")
+    if flag_window_min > flag_window:
+        raise InputError(f"--flag-window-min {flag_window_min} exceeds --flag-window {flag_window}")
     tls = None
     if tls_cert or tls_key:
         if not (tls_cert and tls_key):
@@ -138,7 +143,7 @@ def serve(
         models_dir=models, host=host, port=port, metrics_port=metrics_port, http_port=http_port, max_batch=max_batch,
         max_queue_delay_ms=max_queue_delay_ms, max_queue=max_queue, max_message_bytes=max_message_mb << 20,
         workers=workers, device=device, intra_op_threads=intra_op_threads, token=token, tls=tls, poll_s=poll_s,
-        max_pixels=max_pixels, max_request_pixels=max_request_pixels,
+        max_pixels=max_pixels, max_request_pixels=max_request_pixels, flag_window=flag_window, flag_window_min=flag_window_min,
     )
     run_forever(config, announce=lambda line: console.print(line))
 

@@ -23,6 +23,8 @@ def harness(
     bugs: str = typer.Option("all", "--bugs", help="Bug types the playtest injects (comma-separated, or all)."),
     prevalence: float = typer.Option(0.2, "--prevalence", help="Share of frames with an injected bug (0..0.5)."),
     token: Optional[str] = typer.Option(None, "--token", envvar="BUGDET_SERVE_TOKEN", help="Bearer token for the service."),
+    flag_window: int = typer.Option(1, "--flag-window", min=1, metavar="N", help="Flag a bug type when --flag-window-min of the last N frames were over its threshold (1 = off; on, a bug is flagged up to N-1 frames later). With --models the started service applies it; with --server the harness does, from the raw scores."),
+    flag_window_min: int = typer.Option(1, "--flag-window-min", min=1, metavar="K", help="Frames of the --flag-window that must be over the threshold (1..N)."),
 ) -> None:
     """Automated playtest as an engine plugin: stream frames to the service, write an HTML report."""
     from bugdet.harness.playtest import run_playtest
@@ -31,19 +33,25 @@ def harness(
 
     if (server is None) == (models is None):
         raise InputError("give exactly one of --server HOST:PORT or --models DIR")
+    if flag_window_min > flag_window:
+        raise InputError(f"--flag-window-min {flag_window_min} exceeds --flag-window {flag_window}")
     bug_list = parse_bug_list(bugs)
+    window = {"flag_window": flag_window, "flag_window_min": flag_window_min}
     if models is not None:
         if not models.is_dir():
             raise InputError(f"{models}: no such models directory")
         from service.client import SpawnedServer
 
-        with SpawnedServer(str(models)) as spawned:
-            run = run_playtest(spawned.address, scene, seed, frames, width, height, bug_list, prevalence, token)
-    else:
-        run = run_playtest(server, scene, seed, frames, width, height, bug_list, prevalence, token)
+        # The service it starts applies the window in DetectStream, as it would for an engine.
+        with SpawnedServer(str(models), "--flag-window", str(flag_window), "--flag-window-min", str(flag_window_min)) as spawned:
+            run = run_playtest(spawned.address, scene, seed, frames, width, height, bug_list, prevalence, token,
+                               **window, server_window=True)
+    else:  # a running service keeps its own settings: the harness applies the window to the raw scores
+        run = run_playtest(server, scene, seed, frames, width, height, bug_list, prevalence, token, **window)
     html_path, _ = write_report(run, out)
-    from bugdet.review.flags import write_flag_session  # for `bugdet review import-flags OUT/flags`
-    write_flag_session(run, out / "flags")
+    from bugdet.review.flags import write_flag_session
+
+    write_flag_session(run, out / "flags")  # for `bugdet review import-flags OUT/flags`
     any_pr = summary(run)["precision_recall"]["any"]
     console.print(f"wrote {html_path}: {len(run.frames)} frames, {sum(f.is_flagged for f in run.frames)} flagged, "
                   f"precision {any_pr['precision']}, recall {any_pr['recall']}")

@@ -5,6 +5,14 @@ RGBA (as a GPU readback would be), sent over ``DetectStream`` with its session, 
 time, level and camera pose, and the detections coming back (matched by frame id) are joined
 with the world's exact ground truth. The result is a :class:`PlaytestRun`, which
 :mod:`bugdet.harness.report` turns into the HTML playtest report.
+
+Temporal window (``flag_window`` N, ``flag_window_min`` K; service/temporal.py): a bug type is
+flagged on a frame when K of the last N frames were over its threshold, which drops one-frame
+blips at a cost of up to N-1 frames of detection latency. ``bugdet harness --models`` starts its
+service with ``--flag-window`` so the window runs where an engine's would, in the server's
+DetectStream (``server_window=True`` here). Against an already running service (``--server``) the
+harness cannot change the server's settings, so it applies the same window itself, from the raw
+scores, in the order it sent the frames; the server's own flags are then replaced.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import cv2
 import numpy as np
 
 from bugdet.errors import BugdetError
+from service.temporal import TemporalWindow, check_window
 
 THUMB_WIDTH = 192
 
@@ -56,6 +65,7 @@ class PlaytestRun:
     world_bounds: tuple[float, float, float, float]
     obstacles: list[dict[str, Any]]
     frames: list[FrameRecord]
+    flag_window: tuple[int, int] = (1, 1)  # (N, K): flagged when K of the last N frames were over the threshold
 
     def evaluated_types(self) -> list[str]:
         """Bug types both the model detects and the playtest can inject (so have ground truth)."""
@@ -98,14 +108,22 @@ def _obstacles(world) -> list[dict[str, Any]]:
 
 def run_playtest(address: str, scene: str = "park", seed: int = 0, frames: int = 120, width: int = 320, height: int = 240,
                  bugs: tuple[str, ...] = (), prevalence: float = 0.2, token: str | None = None, model: str = "",
-                 build: str = "bugdet-playtest") -> PlaytestRun:
-    """Play ``frames`` frames of ``scene`` and stream each to the service at ``address``."""
+                 build: str = "bugdet-playtest", flag_window: int = 1, flag_window_min: int = 1,
+                 server_window: bool = False) -> PlaytestRun:
+    """Play ``frames`` frames of ``scene`` and stream each to the service at ``address``.
+
+    ``flag_window``/``flag_window_min`` (N, K): flag a bug type when K of the last N frames were
+    over its threshold. ``server_window``: the service at ``address`` was started with the same
+    window, so its flags are taken as they are; otherwise the harness applies the window itself
+    (a no-op for N = 1, which keeps the service's per-frame flags).
+    """
     import grpc
 
     from bugdet.playtest.recorder import session_id
     from bugdet.playtest.session import PlaytestSession, PlaytestSpec
     from service.client import DetectionClient, metadata, pb
 
+    check_window(flag_window, flag_window_min)
     spec = PlaytestSpec(scene=scene, seed=seed, frames=frames, width=width, height=height, prevalence=prevalence, bugs=tuple(bugs))
     session = PlaytestSession(spec)
     client = DetectionClient(address, token=token, timeout=max(60.0, frames * 2.0))
@@ -115,7 +133,14 @@ def run_playtest(address: str, scene: str = "park", seed: int = 0, frames: int =
         raise BugdetError(f"{address}: cannot reach the detection service ({exc.code().name}: {exc.details()})") from None
     sid = session_id(spec)
     records: dict[str, FrameRecord] = {}
+    sent: list[str] = []  # frame ids in the order they were sent
     lock = threading.Lock()
+    # Client side: results come back in completion order, the window needs send order, so a result
+    # waits in `arrived` until every frame sent before it has been answered.
+    window = TemporalWindow(flag_window, flag_window_min) if flag_window > 1 and not server_window else None
+    thresholds = {bug: float(t) for bug, t in info.thresholds.items()}
+    arrived: set[str] = set()
+    next_in_order = 0
 
     def requests() -> Iterator[Any]:
         for frame in session.frames():
@@ -131,6 +156,7 @@ def run_playtest(address: str, scene: str = "park", seed: int = 0, frames: int =
             frame_id = f"{sid}/{frame.index}"
             with lock:
                 records[frame_id] = record
+                sent.append(frame_id)
             meta = metadata(session=sid, frame_index=frame.index, timestamp_s=frame.time, level=scene, build=build,
                             pose=(p.x, p.y, p.z, p.h, p.p, p.r))
             raw = pb.RawImage(data=rgba.tobytes(), width=rgba.shape[1], height=rgba.shape[0], stride=rgba.shape[1] * 4, format=pb.RGBA8)
@@ -142,13 +168,25 @@ def run_playtest(address: str, scene: str = "park", seed: int = 0, frames: int =
                 record = records[result.id]
             if result.HasField("error"):
                 record.error = result.error.message
-                continue
             for s in result.scores:
                 record.scores[s.bug_type] = s.score
                 record.flagged[s.bug_type] = s.is_bug
                 if s.HasField("box"):
                     record.boxes[s.bug_type] = (s.box.x_min, s.box.y_min, s.box.x_max, s.box.y_max)
-            record.rgb = record.rgb if record.is_flagged else None  # keep memory flat on long playtests
+            if window is None:
+                record.rgb = record.rgb if record.is_flagged else None  # keep memory flat on long playtests
+                continue
+            with lock:
+                arrived.add(result.id)
+                while next_in_order < len(sent) and sent[next_in_order] in arrived:
+                    frame_id = sent[next_in_order]
+                    arrived.discard(frame_id)
+                    next_in_order += 1
+                    ready = records[frame_id]
+                    if not ready.error:  # a failed frame has no score and does not enter the window
+                        ready.flagged = window.update_scores(ready.scores, thresholds)
+                        ready.boxes = {b: box for b, box in ready.boxes.items() if ready.flagged.get(b)}
+                    ready.rgb = ready.rgb if ready.is_flagged else None
     except grpc.RpcError as exc:
         raise BugdetError(f"{address}: the playtest stream failed ({exc.code().name}: {exc.details()})") from None
     finally:
@@ -157,5 +195,5 @@ def run_playtest(address: str, scene: str = "park", seed: int = 0, frames: int =
     return PlaytestRun(
         scene=scene, seed=seed, session_id=sid, model=f"{info.name}-{info.version}", bug_types=list(info.bug_types),
         thresholds=dict(info.thresholds), world_bounds=tuple(session.world.bounds), obstacles=_obstacles(session.world),
-        frames=ordered,
+        frames=ordered, flag_window=(flag_window, flag_window_min),
     )

@@ -94,7 +94,8 @@ def summary(run: PlaytestRun) -> dict[str, Any]:
         "scene": run.scene, "seed": run.seed, "session": run.session_id, "model": run.model,
         "frames": len(run.frames), "flagged_frames": sum(f.is_flagged for f in run.frames),
         "bug_frames": sum(f.has_bug for f in run.frames), "errors": sum(bool(f.error) for f in run.frames),
-        "thresholds": run.thresholds, "evaluated_bug_types": run.evaluated_types(),
+        "thresholds": run.thresholds, "flag_window": {"frames": run.flag_window[0], "min": run.flag_window[1]},
+        "evaluated_bug_types": run.evaluated_types(),
         "precision_recall": run.precision_recall(),
         "flagged": [{"frame": f.index, "time": round(f.time, 3), "position": [round(v, 3) for v in f.pose[:3]],
                      "bug_types": sorted(b for b, v in f.flagged.items() if v), "truth": sorted(b for b, v in f.truth.items() if v),
@@ -129,6 +130,8 @@ def render_html(run: PlaytestRun) -> str:
             f'flagged: {flagged}<br>ground truth: {truth} ({verdict})<br><small>{scores}</small></figcaption></figure>'
         )
     errors = [f for f in run.frames if f.error]
+    n, k = run.flag_window
+    window_html = f"<p>Flagged when {k} of the last {n} frames were over the threshold.</p>" if n > 1 else ""
     error_html = (f"<p class='warn'>{len(errors)} frame(s) failed: {esc(errors[0].error)}</p>" if errors else "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Playtest report: {esc(run.session_id)}</title>
@@ -156,7 +159,7 @@ td:first-child, th:first-child {{ text-align: left; }}
 <span>line: camera path</span></p></div>
 <div><h2>Precision and recall (per frame, vs ground truth)</h2>
 <table><tr><th>bug type</th><th>TP</th><th>FP</th><th>FN</th><th>precision</th><th>recall</th></tr>{rows}</table>
-<p>Thresholds: {legend}</p>
+<p>Thresholds: {legend}</p>{window_html}
 <p>Only bug types that both the model detects and the playtest injected are scored; "any" counts a frame once.</p></div>
 </div>
 <h2>Flagged frames ({data['flagged_frames']})</h2>
