@@ -32,6 +32,11 @@ class ProjectConfig(Section):
     """Root of ``bugdet.yaml``."""
 
     name: str = Field("bugdet-project", description="Human-readable project name, shown in reports.")
+    preset: str | None = Field(
+        None,
+        description="Settings measured for one engine or world, as data: a name from bugdet/presets (openarena, "
+        "playtest) or a YAML file. Its keys fill in what this file does not set; this file's own keys win.",
+    )
     device: str = Field("auto", description="Compute device: auto (CUDA when present), cpu or cuda.")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
@@ -49,12 +54,46 @@ def format_validation_error(source: str, err: ValidationError) -> str:
     return f"{source}: {path}: {first['msg']}{more}"
 
 
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def read_preset(name: str) -> dict[str, Any]:
+    """A preset's mapping: a shipped name (bugdet/presets/<name>.yaml) or a YAML file path."""
+    path = PRESETS_DIR / f"{name}.yaml" if "/" not in name and not name.endswith((".yaml", ".yml")) else Path(name)
+    if not path.is_file():
+        raise ConfigError(f"preset: {name!r} is neither a shipped preset ({', '.join(preset_names())}) nor a YAML file")
+    data = read_yaml(path)
+    if not isinstance(data, dict) or "preset" in data:
+        raise ConfigError(f"preset {name!r}: a preset is a mapping of project settings and cannot name another preset")
+    return data
+
+
+def _merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, section by section (a mapping in both is merged, anything else replaced)."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def with_preset(data: dict[str, Any]) -> dict[str, Any]:
+    """The project's mapping over its preset's (when it names one)."""
+    name = data.get("preset")
+    return _merged(read_preset(str(name)), data) if name else data
+
+
 def parse_config(data: dict[str, Any] | None, source: str = CONFIG_FILENAME) -> ProjectConfig:
-    """Validate a parsed YAML mapping; raise :class:`ConfigError` naming the bad key."""
+    """Validate a parsed YAML mapping (over its preset's, if it names one); raise
+    :class:`ConfigError` naming the bad key."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    data = with_preset(data)
     try:
         return ProjectConfig.model_validate(data)
     except ValidationError as err:

@@ -296,6 +296,8 @@ def test_a_custom_bug_type_with_only_labels_trains_through_the_pipeline(studio):
     assert all(np.isfinite(h["loss"]) for h in trained.result.history)
     data = json.loads((trained.run_dir / "summary.json").read_text())["data"]
     assert data["objective_targets"] > 0 and data["objective_exemplars"] == {"scanlines": 2, "blackout": 1}
+    # the simulation-vs-reality check has no built-in simulation of a studio's own types to judge
+    assert data["objective_realism"]["checked"] == [] and "simulated type" in data["objective_realism"]["skipped"]
     # exemplars off: the studio's types have no objective, and the error says how to get one
     off = Project.open(project.root, ["detect.bug_types=[scanlines, blackout]", "augment.exemplars=off"])
     with pytest.raises(InputError, match="set augment.exemplars=mix"):

@@ -56,3 +56,33 @@ def test_init_refuses_to_overwrite_and_open_requires_a_project(tmp_path: Path) -
     Project.init(tmp_path / "p", force=True)
     with pytest.raises(ConfigError, match="no such project directory"):
         Project.open(tmp_path / "missing")
+
+
+def test_a_preset_fills_in_what_the_project_does_not_set(tmp_path) -> None:
+    from bugdet.config import parse_config, preset_names
+
+    assert {"openarena", "playtest"} <= set(preset_names())
+    for name in preset_names():  # every shipped preset is a valid partial project file
+        parse_config({"preset": name})
+    cfg = parse_config({"preset": "openarena", "augment": {"exemplar_prob": 0.3}})
+    assert cfg.augment.exemplars == "mix" and cfg.augment.exemplar_prob == 0.3 and cfg.segment.backend == "opencv"
+    own = tmp_path / "studio.yaml"
+    own.write_text("augment:\n  objectives:\n    missing_texture: {min_change: 9.0}\n")
+    cfg = parse_config({"preset": str(own)})
+    assert cfg.augment.objectives == {"missing_texture": {"min_change": 9.0}}
+
+
+def test_a_bad_preset_is_one_clear_error(tmp_path) -> None:
+    from bugdet.config import parse_config
+    from bugdet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="neither a shipped preset"):
+        parse_config({"preset": "no-such-world"})
+    chained = tmp_path / "chained.yaml"
+    chained.write_text("preset: openarena\n")
+    with pytest.raises(ConfigError, match="cannot name another preset"):
+        parse_config({"preset": str(chained)})
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("augment:\n  exemplarz: mix\n")
+    with pytest.raises(ConfigError, match="augment.exemplarz"):
+        parse_config({"preset": str(typo)})

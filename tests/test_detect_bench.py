@@ -136,7 +136,8 @@ def test_quality_benchmark_end_to_end_on_tiny_captures(tmp_path) -> None:
                         test_frames=200, prevalence=0.05, good_pool=10, segment_frames=6, epochs=1,
                         finetune_epochs=1, steps_per_epoch=2, batch_size=8, sessions_per_split=2)
     s.methods = list(METHODS)
-    summary = QualityBenchmark(s, tmp_path).run()
+    bench = QualityBenchmark(s, tmp_path)
+    summary = bench.run()
     methods = {(r["method"], r["labeled_bugs"]) for r in summary["results"]}
     assert methods == {("floor", 0), ("objective", 0), ("supervised", 2), ("pretrain_finetune", 2), ("exemplar_finetune", 2),
                        ("multitask", 2), ("self_training", 2), ("knn_self_training", 2)}
@@ -154,6 +155,15 @@ def test_quality_benchmark_end_to_end_on_tiny_captures(tmp_path) -> None:
                and r["false_alarms_per_1k"] >= 0.0 for r in summary["results"])
     assert all("episode_recall_at_fa_budget_std" in a for a in summary["aggregate"])
     assert summary["detector_model"] == "compact_cnn_viewmodel"  # auto, resolved for FPPC alone
+    # the saved test scores replay the run exactly, and windows over consecutive frames are measured on them
+    from bugdet.bench.quality.command import write_test_scores
+    from bugdet.bench.quality.window import window_metrics
+
+    write_test_scores(tmp_path / "q.scores.npz", bench)
+    windows = window_metrics(tmp_path / "q.scores.npz", windows=((1, 1), (3, 2)))
+    assert len(windows["results"]) == 2 * len(summary["results"])
+    plain = {(r["method"], r["labeled_bugs"]): r["pr_auc"] for r in windows["results"] if r["window"] == "1/1"}
+    assert plain == pytest.approx({(r["method"], r["labeled_bugs"]): r["pr_auc"] for r in summary["results"]})
 
 
 def test_every_split_spreads_its_frames_over_sessions_that_cover_every_weapon() -> None:

@@ -160,3 +160,26 @@ def test_bad_input_is_refused() -> None:
         episode_recall([0.1, 0.2], [0, 1, 0], one_capture(3), 0.5)
     with pytest.raises(ValueError, match="NaN"):
         false_alarms([0.1, float("nan"), 0.2], [0, 1, 0], one_capture(3), 0.5)
+
+
+@pytest.mark.parametrize("frames,min_hits", [(1, 1), (3, 2), (5, 3), (4, 4)])
+def test_windowed_scores_flag_exactly_what_the_services_window_flags(frames: int, min_hits: int) -> None:
+    """The offline score transform and the streaming rule (service/temporal.py) agree at every
+    threshold, on captures given out of order."""
+    from bugdet.detect.episodes import Timeline, windowed_scores
+    from service.temporal import windowed_flags
+
+    rng = np.random.default_rng(frames * 10 + min_hits)
+    captures = np.repeat(np.arange(4), [7, 1, 12, 9])
+    positions = np.concatenate([np.arange(n) for n in (7, 1, 12, 9)])
+    shuffle = rng.permutation(captures.size)
+    captures, positions = captures[shuffle], positions[shuffle]
+    scores = rng.random(captures.size)
+    timeline = Timeline.build(captures, positions)
+    windowed = windowed_scores(scores, timeline, frames, min_hits)
+    in_time = scores[timeline.order]
+    for threshold in (0.2, 0.5, 0.8):
+        flags = windowed_flags(in_time, threshold, frames, min_hits, sessions=captures[timeline.order])
+        assert np.array_equal(windowed[timeline.order] >= threshold, flags)
+    with pytest.raises(ValueError):
+        windowed_scores(scores, timeline, 2, 3)

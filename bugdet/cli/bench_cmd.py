@@ -17,6 +17,8 @@ BENCH_MODULES: tuple[str, ...] = (
     "bugdet.bench.scale",
     "bugdet.bench.augment",
     "bugdet.bench.quality.command",
+    "bugdet.bench.quality.realism",
+    "bugdet.bench.quality.window",
     "bugdet.bench.service",
 )
 

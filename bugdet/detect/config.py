@@ -52,3 +52,9 @@ class DetectConfig(Section):
     patience: int = Field(3, ge=1, description="Early stopping: epochs without validation improvement before a phase ends.")
     seed: int = Field(0, description="Seed of initialisation and of every training batch.")
     max_targets: int = Field(400, ge=1, description="At most this many target frames are held in memory for the objectives.")
+    check_objective_pairs: int = Field(
+        24, ge=0,
+        description="Before training, draw this many pairs from each built-in simulation and measure whether its positives "
+        "lean towards the project's labeled real bug frames (bugdet.augment.realism; result in the training summary, "
+        "a warning when one does not). 0 = skip.",
+    )

@@ -219,3 +219,30 @@ def evaluate_episodes(scores: np.ndarray, labels: np.ndarray, timeline: Timeline
         threshold_at_budget=at_budget,
         budget_per_1k=float(budget_per_1k),
     )
+
+
+def windowed_scores(scores: np.ndarray, timeline: Timeline, frames: int, min_hits: int) -> np.ndarray:
+    """Scores under the "``min_hits`` of the last ``frames`` frames" rule (the service's temporal
+    window, service/temporal.py), as one score per frame: the ``min_hits``-th highest score among
+    the frame and the ``frames - 1`` before it in its capture. A frame is over a threshold here
+    exactly when the window would flag it at that threshold, so every threshold-free metric
+    (PR-AUC, episode recall at a false-alarm budget) can be measured for the window without
+    choosing a threshold first. Frames with fewer than ``min_hits`` predecessors in their capture
+    score 0 (the window cannot flag them yet). Returned in the caller's order."""
+    if not 1 <= min_hits <= frames:
+        raise ValueError(f"min_hits must be within 1..frames, got {min_hits} of {frames}")
+    scores = np.asarray(scores, np.float64).ravel()
+    if scores.size != timeline.order.size:
+        raise ValueError(f"{scores.size} scores for a timeline of {timeline.order.size} frames")
+    ordered = scores[timeline.order]
+    n = ordered.size
+    starts = np.maximum.accumulate(np.where(~timeline.joins_previous, np.arange(n), 0)) if n else np.zeros(0, int)
+    lagged = np.full((n, frames), -np.inf)
+    for lag in range(frames):
+        rows = np.arange(lag, n)
+        valid = rows - lag >= starts[rows]
+        lagged[rows[valid], lag] = ordered[rows[valid] - lag]
+    kth = np.sort(lagged, axis=1)[:, frames - min_hits] if n else np.zeros(0)
+    out = np.empty(n)
+    out[timeline.order] = np.where(np.isfinite(kth), kth, 0.0)
+    return out

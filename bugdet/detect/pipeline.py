@@ -142,6 +142,11 @@ def train_project(project: Project, run_name: str | None = None, progress: Progr
     if any(p.objective for p in phases):
         sampler = objective_sampler(project, cfg, size, good_only=cfg.mode == "objective",
                                     exclude_ids=holdout.excluded_frame_ids if holdout else frozenset())
+    realism = {"checked": [], "skipped": "no objective or no labeled frames"}
+    if sampler is not None and labeled:
+        from bugdet.detect.objective_check import check_simulations
+
+        realism = check_simulations(project, cfg, sampler, labeled, notify)
     trainer = Trainer(detector, settings, labeled=labeled, objective=sampler, val=val, run_dir=run_dir, progress=progress)
     result = trainer.fit()
     summary = {
@@ -153,6 +158,7 @@ def train_project(project: Project, run_name: str | None = None, progress: Progr
         "validation_frames": len(val),
         "validation_source": holdout.describe(cfg.val_split) if holdout else f"split {cfg.val_split!r}",
         "pretrained_backbone": detector.pretrained,
+        "objective_realism": realism,
     }
     checkpoint = run_dir / "detector.pt"
     save_checkpoint(checkpoint, result.detector, {

@@ -125,6 +125,16 @@ class QualitySettings:
                    unlabeled_frames=600, label_pool_frames=600, val_frames=450, test_frames=3000,
                    segment_frames=48, epochs=10, finetune_epochs=5, steps_per_epoch=30)
 
+    def apply_preset(self, name: str) -> None:
+        """The world's objective settings come from its preset (bugdet/presets/<world>.yaml), the
+        data a studio's project would name with ``preset:``: objective parameters and the share of
+        exemplar pairs (``exemplar_finetune``)."""
+        from bugdet.config import read_preset
+
+        augment = read_preset(name).get("augment", {})
+        self.objective_params = {**augment.get("objectives", {}), **self.objective_params}
+        self.exemplar_prob = float(augment.get("exemplar_prob", self.exemplar_prob))
+
     @classmethod
     def for_world(cls, world: str, quick: bool = False) -> "QualitySettings":
         """The settings for ``world``: the playtest ones as above; OpenArena's record far fewer
@@ -132,9 +142,10 @@ class QualitySettings:
         from bugdet.bench.quality.layout import layout_for
 
         layout = layout_for(world)
-        if world == "playtest":
-            return cls.quick() if quick else cls()
         s = cls.quick() if quick else cls()
+        s.apply_preset(world)
+        if world == "playtest":
+            return s
         s.world, s.bug_types, s.weapon_source = world, list(layout.bug_types), layout.weapon_source or s.weapon_source
         s.methods = [m for m in s.methods if m != "floor"]  # the floor is FPPC-only and OpenArena has no FPPC
         if quick:

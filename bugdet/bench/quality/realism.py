@@ -1,0 +1,104 @@
+"""``bugdet bench realism``: do the built-in simulations resemble a world's real bugs?
+
+Issue 17's lever 2, measured on the quality benchmark's own captures (same workdir, so recorded
+data is reused): for each seed, the simulated tester's ``k`` labeled bug frames per type and its
+good frames are the "real" frames, and :func:`bugdet.augment.realism.check_objectives` says for
+every simulated bug type whether the simulation moves frames towards them. With
+``--quality-json`` (a ``bugdet bench quality`` run on the same world), each verdict sits beside
+how well that type's objective alone did on the held-out test maps (PR-AUC against the chance
+level, the test prevalence): the check is useful when it says "does not resemble" exactly where
+the objective did not transfer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import typer
+
+
+def run_realism(world: str, quick: bool, seeds: list[int], k: int, pairs: int, workdir: Path,
+                quality: dict | None = None) -> dict[str, Any]:
+    from bugdet.augment.assemble import objectives_for
+    from bugdet.augment.realism import check_objectives
+    from bugdet.bench.quality.protocol import QualityBenchmark, QualitySettings, draw_labels, prepare_data
+    from bugdet.embed.pipeline import build_embedder
+    from bugdet.progress import NullProgress
+
+    started = time.perf_counter()
+    s = QualitySettings.for_world(world, quick)
+    bench = QualityBenchmark(s, workdir)
+    data = prepare_data(s, workdir, bench.size, NullProgress())
+    embedder = build_embedder(data.project)
+    simulations = objectives_for(s.bug_types, mode="off", params_by_type=s.objective_params)
+    rows = []
+    for seed in seeds:
+        labeled = draw_labels(data, s.bug_types, k, s.good_pool, seed)
+        real_bugs = {t: [f.rgb for f in labeled if f.labels[i] > 0] for i, t in enumerate(s.bug_types)}
+        goods = [f.rgb for f in labeled if not f.is_bug]
+        for r in check_objectives(simulations, data.unlabeled_targets, data.sources, real_bugs, goods,
+                                  embedder.embed_images, pairs=pairs, seed=seed):
+            rows.append({"seed": seed, **r.as_dict()})
+    summary: dict[str, Any] = {"benchmark": "realism", "world": world, "quick": quick, "k": k, "pairs": pairs,
+                               "seeds": seeds, "embedder": embedder.label, "embeddings_pretrained": embedder.pretrained,
+                               "results": rows, "per_type": per_type(rows, quality, data)}
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    return summary
+
+
+def per_type(rows: list[dict], quality: dict | None, data) -> list[dict[str, Any]]:
+    """Mean shift and verdict share per bug type, beside the objective's held-out transfer."""
+    out = []
+    for bug_type in sorted({r["bug_type"] for r in rows}):
+        mine = [r for r in rows if r["bug_type"] == bug_type]
+        row: dict[str, Any] = {"bug_type": bug_type, "shift": float(np.mean([r["shift"] for r in mine])),
+                               "shift_std": float(np.std([r["shift"] for r in mine])),
+                               "resembles_share": float(np.mean([r["resembles"] for r in mine]))}
+        if quality is not None:
+            i = quality["settings"]["bug_types"].index(bug_type) if bug_type in quality["settings"]["bug_types"] else None
+            agg = [a for a in quality["aggregate"] if a["bug_type"] == bug_type and a["method"] == "objective"]
+            if agg and i is not None:
+                chance = float(np.mean([f.labels[i] > 0 for f in data.test]))
+                row.update(objective_pr_auc=agg[0]["pr_auc"], chance_pr_auc=chance,
+                           objective_transfers=agg[0]["pr_auc"] >= 2 * chance)
+        out.append(row)
+    return out
+
+
+def realism(
+    json_path: Path = typer.Option(Path("bench-results/realism.json"), "--json", help="Where the measurements go."),
+    world: str = typer.Option("playtest", "--world", help="playtest or openarena (as bugdet bench quality)."),
+    quick: bool = typer.Option(False, "--quick", help="The quality bench's quick captures (reuse its --workdir)."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds: which labels the simulated tester draws."),
+    k: int = typer.Option(10, "--k", min=1, help="Labeled bug frames per type."),
+    pairs: int = typer.Option(24, "--pairs", min=2, help="Objective pairs drawn per type."),
+    workdir: Path = typer.Option(Path("bench-results/quality-work"), "--workdir", help="The quality bench's workdir."),
+    quality_json: Optional[Path] = typer.Option(None, "--quality-json", help="A bugdet bench quality JSON of the same world, to compare with."),
+) -> None:
+    """Whether each built-in simulation resembles the world's labeled real bugs (issue 17, lever 2)."""
+    from bugdet.bench.quality.protocol import write_json
+    from bugdet.cli.common import console
+    from bugdet.errors import InputError
+
+    quality = None
+    if quality_json is not None:
+        try:
+            quality = json.loads(quality_json.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"--quality-json: {quality_json}: {exc}") from None
+    summary = run_realism(world, quick, [int(v) for v in seeds.split(",")], k, pairs, workdir, quality)
+    write_json(json_path, summary)
+    for row in summary["per_type"]:
+        transfer = "" if "objective_pr_auc" not in row else \
+            f"; objective alone PR-AUC {row['objective_pr_auc']:.3f} vs chance {row['chance_pr_auc']:.3f}"
+        console.print(f"{row['bug_type']}: shift {row['shift']:+.4f} ± {row['shift_std']:.4f}, "
+                      f"resembles in {row['resembles_share']:.0%} of seeds{transfer}", markup=False)
+    console.print(f"wrote {json_path}")
+
+
+def register(bench_app: typer.Typer) -> None:
+    bench_app.command("realism")(realism)
