@@ -79,3 +79,13 @@ def test_types_without_labeled_bugs_are_not_checked_and_draws_are_seeded(world) 
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     with pytest.raises(ValueError, match="at least one labeled real bug"):
         resemblance("missing_texture", a, a, [], goods, colour_layout)
+
+
+def test_an_embedding_that_cannot_see_the_real_bug_gives_no_verdict(world) -> None:
+    """"Bug" frames that are the good frames themselves, a grey level brighter: nothing separates
+    them from the good ones, so the check says it cannot tell instead of judging the simulation."""
+    targets, sources, goods, _ = world
+    lookalikes = [np.clip(g.astype(np.int16) + 1, 0, 255).astype(np.uint8) for g in goods[:8]]
+    (found,) = check_objectives([build_objective("missing_texture")], targets, sources, {"missing_texture": lookalikes},
+                                goods, colour_layout, pairs=8)
+    assert found.verdict == "cannot tell" and not found.resembles and "cannot tell" in found.describe()

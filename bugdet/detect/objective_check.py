@@ -41,7 +41,7 @@ def check_simulations(project: Project, cfg: DetectConfig, sampler: ObjectiveSam
                                                 embedder.embed_images, pairs=cfg.check_objective_pairs, seed=cfg.seed)
     if notify is not None:
         for r in found:
-            if not r.resembles:
+            if r.verdict == "does not resemble":
                 notify(f"{r.describe()}: its objective may teach a bug your game does not show; label a few more "
                        f"{r.bug_type} frames and turn on augment.exemplars, or tune augment.objectives.{r.bug_type}")
     return {"checked": [r.as_dict() for r in found], "skipped": None, "embeddings_pretrained": embedder.pretrained}

@@ -57,7 +57,12 @@ def per_type(rows: list[dict], quality: dict | None, data) -> list[dict[str, Any
         mine = [r for r in rows if r["bug_type"] == bug_type]
         row: dict[str, Any] = {"bug_type": bug_type, "shift": float(np.mean([r["shift"] for r in mine])),
                                "shift_std": float(np.std([r["shift"] for r in mine])),
-                               "resembles_share": float(np.mean([r["resembles"] for r in mine]))}
+                               "t_statistic": float(np.mean([r["t_statistic"] for r in mine])),
+                               "progress": float(np.mean([r["progress"] for r in mine])),
+                               "progress_std": float(np.std([r["progress"] for r in mine])),
+                               "resembles_share": float(np.mean([r["resembles"] for r in mine])),
+                               "cannot_tell_share": float(np.mean([r["verdict"] == "cannot tell" for r in mine])),
+                               "separation": float(np.mean([r["separation"] for r in mine]))}
         if quality is not None:
             i = quality["settings"]["bug_types"].index(bug_type) if bug_type in quality["settings"]["bug_types"] else None
             agg = [a for a in quality["aggregate"] if a["bug_type"] == bug_type and a["method"] == "objective"]
@@ -95,7 +100,9 @@ def realism(
     for row in summary["per_type"]:
         transfer = "" if "objective_pr_auc" not in row else \
             f"; objective alone PR-AUC {row['objective_pr_auc']:.3f} vs chance {row['chance_pr_auc']:.3f}"
-        console.print(f"{row['bug_type']}: shift {row['shift']:+.4f} ± {row['shift_std']:.4f}, "
+        console.print(f"{row['bug_type']}: moves frames {row['progress']:+.0%} ± {row['progress_std']:.0%} of the way "
+                      f"from good to a real bug, paired t {row['t_statistic']:+.1f}, labeled bugs separated {row['separation']:+.2f} "
+                      f"over chance, cannot tell in {row['cannot_tell_share']:.0%}, "
                       f"resembles in {row['resembles_share']:.0%} of seeds{transfer}", markup=False)
     console.print(f"wrote {json_path}")
 
