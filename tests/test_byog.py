@@ -248,6 +248,11 @@ def test_own_game_from_frame_folders_and_a_labels_csv_to_an_exported_detector(tm
     # No labeled validation split: training holds out labeled frames by capture/episode and says so.
     held = ok("train", "-p", p, "--run", "noval", "--set", "detect.val_split=none", *tiny)
     assert "note: validation split 'none' holds no labels or ground truth: holding out" in held and "by episode" in held
+    # self-training: a teacher's pseudo-labels on the unlabeled train frames, a student as the run's detector
+    ok("train", "-p", p, "--run", "student", "--mode", "self_training", *tiny)
+    data = json.loads((tmp_path / "proj" / "models" / "student" / "summary.json").read_text())["data"]
+    assert data["pseudo_labels"]["source"] == "teacher" and data["pseudo_labels"]["frames"] > 0
+    assert (tmp_path / "proj" / "models" / "student" / "teacher" / "best.pt").exists()
     # the labels round-trip
     ok("label", "export", str(tmp_path / "out.csv"), "-p", p)
     again = ok("label", "import", str(tmp_path / "out.csv"), "-p", p)

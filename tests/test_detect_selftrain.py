@@ -23,15 +23,34 @@ SIZE = (60, 80)
 
 
 @pytest.fixture(scope="module")
-def session():
-    """96 real playtest frames (park, 160x120) with FPPC at 20% prevalence."""
+def recorded():
+    """96 real playtest frames (park, 160x120) with FPPC at 20% prevalence, their weapon masks
+    and a few paste sources cut from the engine's object IDs."""
+    from bugdet.augment import SourceMask, TargetFrame
     from bugdet.playtest.session import PlaytestSession, PlaytestSpec
+    from bugdet.segment.engine import engine_candidates
 
     spec = PlaytestSpec(scene="park", seed=5, frames=96, width=160, height=120, prevalence=0.2, bugs=("fppc",))
-    frames = [LabeledFrame(resize_rgb(f.rgb, SIZE), np.array([float(f.truths["fppc"].present)], np.float32),
-                           np.array([True]), f.index) for f in PlaytestSession(spec).frames()]
+    frames, targets, sources = [], [], []
+    for f in PlaytestSession(spec).frames():
+        bug = f.truths["fppc"].present
+        frames.append(LabeledFrame(resize_rgb(f.rgb, SIZE), np.array([float(bug)], np.float32), np.array([True]), f.index))
+        if not bug and f.weapon_mask.any():
+            targets.append(TargetFrame(f.rgb, f.weapon_mask, f.index))
+            if f.index % 8 == 0:
+                for c in engine_candidates(f.ids, None, min_area=60):
+                    m = c.mask & ~f.weapon_mask
+                    ys, xs = np.nonzero(m)
+                    if xs.size >= 60:
+                        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+                        sources.append(SourceMask(f.rgb[box].copy(), m[box].copy()))
     assert sum(f.is_bug for f in frames) >= 10
-    return frames
+    return frames, targets, sources
+
+
+@pytest.fixture(scope="module")
+def session(recorded):
+    return recorded[0]
 
 
 def test_teacher_targets_put_the_calibrated_threshold_at_one_half() -> None:
@@ -138,3 +157,30 @@ def test_self_training_refuses_to_run_without_pseudo_labels(session) -> None:
     labeled = [f for f in frames if f.is_bug][:2] + [f for f in frames if not f.is_bug][:4]
     with pytest.raises(ValueError, match="pseudo-labeled"):
         Trainer(create_detector(TINY, ["fppc"]), settings(), labeled=labeled)
+
+
+def test_a_projects_teacher_student_run_keeps_each_stage_and_resumes(recorded, tmp_path) -> None:
+    """``detect.mode: self_training``'s stages on tiny data: pre-training, the teacher, its
+    pseudo-labels on the unlabeled frames, the student; run again, every stage resumes from its
+    checkpoints to the same student."""
+    from bugdet.augment import build_objective
+    from bugdet.detect.data import ObjectiveSampler
+    from bugdet.detect.teacher_student import train_teacher_student
+
+    frames, targets, sources = recorded
+    labeled = [f for f in frames if f.is_bug][:4] + [f for f in frames if not f.is_bug][:12]
+    taken = {f.frame_id for f in labeled}
+    unlabeled = [f.rgb for f in frames if f.frame_id not in taken]
+    sampler = ObjectiveSampler([build_objective("fppc")], targets, sources, ["fppc"], SIZE, unlabeled=unlabeled)
+    s = settings(mode="pretrain_finetune", epochs=2, finetune_epochs=2, steps_per_epoch=3)
+
+    def run():
+        return train_teacher_student(lambda: create_detector(TINY, ["fppc"], seed=2), s, labeled, sampler, labeled,
+                                     run_dir=tmp_path / "run")
+
+    first = run()
+    assert all((tmp_path / "run" / stage / "last.pt").exists() for stage in ("pretrain", "teacher", "student"))
+    assert len(first.pseudo.images) == len(unlabeled) and first.student.calibrated["fppc"]
+    again = run()
+    after = again.student.detector.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in first.student.detector.state_dict().items())

@@ -137,7 +137,7 @@ def label_export(
 
 def train(
     project_dir: Path = ProjectOption,
-    mode: Optional[str] = typer.Option(None, "--mode", help="supervised | objective | pretrain_finetune | multitask (detect.mode)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="supervised | objective | pretrain_finetune | multitask | self_training (detect.mode)."),
     model: Optional[str] = typer.Option(None, "--model", help="Detector config name or JSON file (detect.model)."),
     bugs: Optional[str] = typer.Option(None, "--bugs", help="Comma-separated bug types (detect.bug_types)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="detect.epochs."),

@@ -4,8 +4,11 @@ Runs :mod:`bugdet.augment.realism` with the project's embedder on the train spli
 frames, so a studio learns *before* trusting a detector that an objective teaches a bug its game
 has not shown (the simulated camera clipping that looks like a wall close-up in another engine).
 Only the built-in simulations are checked: exemplar pairs are the project's own bugs pasted, so
-they resemble them by construction. The result goes into the training summary; a simulation that
-does not resemble its labels is also said to the user (``notify``).
+they resemble them by construction. The result goes into the training summary; with pretrained
+embeddings, a simulation that does not resemble its labels is also said to the user (``notify``).
+With an unpretrained tower the verdicts are recorded but not said: measured on the playtest world,
+they called the FPPC simulation unlike the real FPPC frames, and it is the simulation that
+transfers best there (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -39,9 +42,12 @@ def check_simulations(project: Project, cfg: DetectConfig, sampler: ObjectiveSam
         return {"checked": [], "skipped": f"no embedder: {exc}"}
     found: list[Resemblance] = check_objectives(simulations, sampler.targets, sampler.sources, real_bugs, goods,
                                                 embedder.embed_images, pairs=cfg.check_objective_pairs, seed=cfg.seed)
-    if notify is not None:
+    if notify is not None and embedder.pretrained:
         for r in found:
             if r.verdict == "does not resemble":
                 notify(f"{r.describe()}: its objective may teach a bug your game does not show; label a few more "
                        f"{r.bug_type} frames and turn on augment.exemplars, or tune augment.objectives.{r.bug_type}")
-    return {"checked": [r.as_dict() for r in found], "skipped": None, "embeddings_pretrained": embedder.pretrained}
+    trust = None if embedder.pretrained else ("unpretrained embeddings: these verdicts were measured to be unreliable "
+                                              "(docs/benchmarks.md); they are not acted on")
+    return {"checked": [r.as_dict() for r in found], "skipped": None, "embeddings_pretrained": embedder.pretrained,
+            "caveat": trust}

@@ -123,6 +123,7 @@ def train_project(project: Project, run_name: str | None = None, progress: Progr
     size = detector.input_size
     settings = settings_from_config(cfg, device)
     phases = plan_phases(settings)
+    self_training = cfg.mode == "self_training"  # pre-training, a teacher and a student (detect/teacher_student.py)
     labeled: list[LabeledFrame] = []
     if any(p.labeled for p in phases):
         labeled = frames_with_labels(project, cfg.bug_types, size, split=cfg.train_split)
@@ -139,7 +140,7 @@ def train_project(project: Project, run_name: str | None = None, progress: Progr
             if notify is not None:
                 notify(holdout.describe(cfg.val_split))
     sampler = None
-    if any(p.objective for p in phases):
+    if any(p.objective for p in phases) or self_training:
         sampler = objective_sampler(project, cfg, size, good_only=cfg.mode == "objective",
                                     exclude_ids=holdout.excluded_frame_ids if holdout else frozenset())
     realism = {"checked": [], "skipped": "no objective or no labeled frames"}
@@ -147,8 +148,17 @@ def train_project(project: Project, run_name: str | None = None, progress: Progr
         from bugdet.detect.objective_check import check_simulations
 
         realism = check_simulations(project, cfg, sampler, labeled, notify)
-    trainer = Trainer(detector, settings, labeled=labeled, objective=sampler, val=val, run_dir=run_dir, progress=progress)
-    result = trainer.fit()
+    pseudo_summary = None
+    if self_training:
+        from bugdet.detect.teacher_student import train_teacher_student
+
+        stages = train_teacher_student(lambda: create_detector(cfg.model, cfg.bug_types, seed=cfg.seed), settings, labeled,
+                                       sampler, val, run_dir=run_dir, progress=progress)
+        result = stages.student
+        pseudo_summary = {**stages.pseudo.describe(), "teacher_best_val_pr_auc": stages.teacher.best_score}
+    else:
+        trainer = Trainer(detector, settings, labeled=labeled, objective=sampler, val=val, run_dir=run_dir, progress=progress)
+        result = trainer.fit()
     summary = {
         "labeled_frames": len(labeled),
         "labeled_bugs": sum(f.is_bug for f in labeled),
@@ -159,6 +169,7 @@ def train_project(project: Project, run_name: str | None = None, progress: Progr
         "validation_source": holdout.describe(cfg.val_split) if holdout else f"split {cfg.val_split!r}",
         "pretrained_backbone": detector.pretrained,
         "objective_realism": realism,
+        "pseudo_labels": pseudo_summary,
     }
     checkpoint = run_dir / "detector.pt"
     save_checkpoint(checkpoint, result.detector, {
