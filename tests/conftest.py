@@ -44,3 +44,29 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     return Project.init(tmp_path / "proj")
+
+
+def record_fppc_session(seed: int, frames: int, size: tuple[int, int], prevalence: float = 0.2):
+    """A real park session at 160x120 with FPPC at ``prevalence``, in memory: labeled frames at
+    ``size``, clean frames with a visible weapon as objective targets, and paste sources cut from
+    the engine's object IDs (every 8th clean frame, off the weapon)."""
+    from bugdet.augment import SourceMask, TargetFrame
+    from bugdet.detect.data import LabeledFrame, resize_rgb
+    from bugdet.playtest.session import PlaytestSession, PlaytestSpec
+    from bugdet.segment.engine import engine_candidates
+
+    spec = PlaytestSpec(scene="park", seed=seed, frames=frames, width=160, height=120, prevalence=prevalence, bugs=("fppc",))
+    labeled, targets, sources = [], [], []
+    for f in PlaytestSession(spec).frames():
+        bug = f.truths["fppc"].present
+        labeled.append(LabeledFrame(resize_rgb(f.rgb, size), np.array([float(bug)], np.float32), np.array([True]), f.index))
+        if not bug and f.weapon_mask.any():
+            targets.append(TargetFrame(f.rgb, f.weapon_mask, f.index))
+            if f.index % 8 == 0:
+                for c in engine_candidates(f.ids, None, min_area=60):
+                    m = c.mask & ~f.weapon_mask
+                    ys, xs = np.nonzero(m)
+                    if xs.size >= 60:
+                        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+                        sources.append(SourceMask(f.rgb[box].copy(), m[box].copy()))
+    return labeled, targets, sources

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from bugdet.detect.data import LabeledFrame, concat_batches, resize_rgb
+from bugdet.detect.data import concat_batches
 from bugdet.detect.metrics import average_precision
 from bugdet.detect.model import create_detector
 from bugdet.detect.selftrain import (
@@ -24,26 +24,10 @@ SIZE = (60, 80)
 
 @pytest.fixture(scope="module")
 def recorded():
-    """96 real playtest frames (park, 160x120) with FPPC at 20% prevalence, their weapon masks
-    and a few paste sources cut from the engine's object IDs."""
-    from bugdet.augment import SourceMask, TargetFrame
-    from bugdet.playtest.session import PlaytestSession, PlaytestSpec
-    from bugdet.segment.engine import engine_candidates
+    """96 real playtest frames (park, 160x120) with FPPC at 20% prevalence, targets and sources."""
+    from conftest import record_fppc_session
 
-    spec = PlaytestSpec(scene="park", seed=5, frames=96, width=160, height=120, prevalence=0.2, bugs=("fppc",))
-    frames, targets, sources = [], [], []
-    for f in PlaytestSession(spec).frames():
-        bug = f.truths["fppc"].present
-        frames.append(LabeledFrame(resize_rgb(f.rgb, SIZE), np.array([float(bug)], np.float32), np.array([True]), f.index))
-        if not bug and f.weapon_mask.any():
-            targets.append(TargetFrame(f.rgb, f.weapon_mask, f.index))
-            if f.index % 8 == 0:
-                for c in engine_candidates(f.ids, None, min_area=60):
-                    m = c.mask & ~f.weapon_mask
-                    ys, xs = np.nonzero(m)
-                    if xs.size >= 60:
-                        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-                        sources.append(SourceMask(f.rgb[box].copy(), m[box].copy()))
+    frames, targets, sources = record_fppc_session(seed=5, frames=96, size=SIZE)
     assert sum(f.is_bug for f in frames) >= 10
     return frames, targets, sources
 

@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from bugdet.augment import SourceMask, TargetFrame, build_objective
-from bugdet.detect.data import LabeledFrame, ObjectiveSampler, resize_rgb
+from bugdet.augment import build_objective
+from bugdet.detect.data import ObjectiveSampler
 from bugdet.detect.metrics import confusion_at
 from bugdet.detect.model import create_detector, load_checkpoint, save_checkpoint
 from bugdet.detect.train import TrainSettings, Trainer, predict_scores
 from bugdet.errors import InputError
-from bugdet.segment.engine import engine_candidates
 
 TINY = {"backbone": {"type": "compact_cnn", "widths": [8, 12, 16, 16, 24]}, "input_size": [60, 80], "pool_sharpness": 4.0}
 SIZE = (60, 80)
@@ -21,22 +20,9 @@ SIZE = (60, 80)
 @pytest.fixture(scope="module")
 def playtest():
     """120 frames of a park session at 160x120 with FPPC at 20% prevalence, in memory."""
-    from bugdet.playtest.session import PlaytestSession, PlaytestSpec
+    from conftest import record_fppc_session
 
-    spec = PlaytestSpec(scene="park", seed=3, frames=120, width=160, height=120, prevalence=0.2, bugs=("fppc",))
-    frames, targets, sources = [], [], []
-    for f in PlaytestSession(spec).frames():
-        bug = f.truths["fppc"].present
-        frames.append(LabeledFrame(resize_rgb(f.rgb, SIZE), np.array([float(bug)], np.float32), np.array([True]), f.index))
-        if not bug and f.weapon_mask.any():
-            targets.append(TargetFrame(f.rgb, f.weapon_mask, f.index))
-            if f.index % 8 == 0:
-                for c in engine_candidates(f.ids, None, min_area=60):
-                    m = c.mask & ~f.weapon_mask
-                    ys, xs = np.nonzero(m)
-                    if xs.size >= 60:
-                        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-                        sources.append(SourceMask(f.rgb[box].copy(), m[box].copy()))
+    frames, targets, sources = record_fppc_session(seed=3, frames=120, size=SIZE)
     bugs = [f for f in frames if f.is_bug]
     assert len(bugs) >= 10, "the playtest world must produce FPPC frames at the asked prevalence"
     return frames, targets, sources
