@@ -269,3 +269,16 @@ def test_labels_cannot_be_drawn_from_a_pool_without_bugs() -> None:
     assert len(draw_labels(data, ["fppc"], 0, 3, seed=0)) == 3  # k = 0 needs no bug frames
     with pytest.raises(InputError, match="no fppc frames to label"):
         draw_labels(data, ["fppc"], 10, 3, seed=0)
+
+
+def test_realism_bench_summarises_verdicts_per_type_over_seeds() -> None:
+    from bugdet.bench.quality.realism import per_type
+
+    rows = [{"bug_type": "fppc", "shift": s, "t_statistic": t, "progress": p, "separation": 0.5, "verdict": v,
+             "resembles": v == "resembles"}
+            for s, t, p, v in ((0.01, 3.0, 0.2, "resembles"), (-0.01, -1.0, -0.1, "does not resemble"),
+                               (0.0, 0.0, float("nan"), "cannot tell"))]
+    (row,) = per_type(rows)
+    assert row["bug_type"] == "fppc" and row["shift"] == pytest.approx(0.0)
+    assert row["resembles_share"] == pytest.approx(1 / 3) and row["cannot_tell_share"] == pytest.approx(1 / 3)
+    assert row["t_statistic"] == pytest.approx(2 / 3)

@@ -45,6 +45,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from bugdet.augment.base import Objective, SourceMask, TargetFrame, UnusableTarget
+from bugdet.embed.base import l2_normalise
 
 Embed = Callable[[Sequence[np.ndarray]], np.ndarray]
 
@@ -66,8 +67,11 @@ class Resemblance:
     negative_lean: float
     positives_nearer_a_real_bug: float  # share of positives whose nearest labeled frame is a bug frame
     negatives_nearer_a_real_bug: float
-    resembles: bool
-    verdict: str = ""  # "resembles", "does not resemble" or "cannot tell" (see the module)
+    verdict: str  # "resembles", "does not resemble" or "cannot tell" (see the module)
+
+    @property
+    def resembles(self) -> bool:
+        return self.verdict == "resembles"
 
     def describe(self) -> str:
         if self.verdict == "cannot tell":
@@ -79,12 +83,7 @@ class Resemblance:
                 f" vs their negatives {self.negatives_nearer_a_real_bug:.0%}; {self.pairs} pairs)")
 
     def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return {**asdict(self), "resembles": self.resembles}
 
 
 def draw_pairs(objective: Objective, targets: Sequence[TargetFrame], sources: Sequence[SourceMask], pairs: int,
@@ -116,7 +115,7 @@ def resemblance(bug_type: str, positives: Sequence[np.ndarray], negatives: Seque
         raise ValueError("resemblance needs matched, non-empty positives and negatives")
     if len(real_bugs) + len(real_goods) < 3:
         raise ValueError("resemblance needs at least three labeled frames (two of one kind) to measure the gap")
-    vectors = _unit(embed([*positives, *negatives, *real_bugs, *real_goods]))
+    vectors = l2_normalise(embed([*positives, *negatives, *real_bugs, *real_goods]))
     n, b = len(positives), len(real_bugs)
     samples, bugs, goods = vectors[: 2 * n], vectors[2 * n: 2 * n + b], vectors[2 * n + b:]
     gap = _labeled_gap(bugs, goods)
@@ -136,7 +135,7 @@ def resemblance(bug_type: str, positives: Sequence[np.ndarray], negatives: Seque
     else:
         verdict = "resembles" if t > min_t and progress >= min_progress else "does not resemble"
     return Resemblance(bug_type, n, len(real_bugs), len(real_goods), shift, float(t), gap, progress, separation,
-                       pos_lean, neg_lean, pos_near, neg_near, resembles=verdict == "resembles", verdict=verdict)
+                       pos_lean, neg_lean, pos_near, neg_near, verdict)
 
 
 def _separation(bugs: np.ndarray, goods: np.ndarray) -> float:

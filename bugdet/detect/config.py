@@ -58,5 +58,5 @@ class DetectConfig(Section):
         24, ge=0,
         description="Before training, draw this many pairs from each built-in simulation and measure whether its positives "
         "lean towards the project's labeled real bug frames (bugdet.augment.realism; result in the training summary, "
-        "a warning when one does not). 0 = skip.",
+        "and a note when one does not, with pretrained embeddings only: unpretrained ones were measured to mislead). 0 = skip.",
     )

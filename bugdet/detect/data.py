@@ -73,7 +73,7 @@ class Batch:
     pseudo: torch.Tensor | None = None  # [N] bool: rows whose labels are another model's guesses (self-training)
 
 
-def _jitter(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def jitter_frame(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Mild photometric jitter and a small shift: k real bug frames get seen many times."""
     gain = rng.uniform(0.85, 1.15)
     bias = rng.uniform(-12, 12)
@@ -99,7 +99,7 @@ class LabeledSampler:
         n_bug = int(round(n * self.bug_fraction))
         picks = [self.bugs[i] for i in rng.integers(0, len(self.bugs), n_bug)] if n_bug else []
         picks += [self.goods[i] for i in rng.integers(0, len(self.goods), n - n_bug)] if n - n_bug else []
-        images = [_jitter(f.rgb, rng) for f in picks]
+        images = [jitter_frame(f.rgb, rng) for f in picks]
         return Batch(
             images=to_tensor(images, self.input_size),
             labels=torch.from_numpy(np.stack([f.labels for f in picks])),

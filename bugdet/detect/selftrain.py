@@ -30,9 +30,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from bugdet.detect.data import Batch, _jitter, resize_rgb, to_tensor
+from bugdet.detect.data import Batch, jitter_frame, resize_rgb, to_tensor
 
-GOOD_CLASS = "good"
 _EPS = 1e-6
 
 
@@ -124,7 +123,7 @@ class PseudoLabelSampler:
         n_pos = int(round(n * self.positive_fraction))
         rows = list(self.positives[rng.integers(0, len(self.positives), n_pos)]) if n_pos else []
         rows += list(self.negatives[rng.integers(0, len(self.negatives), n - n_pos)]) if n - n_pos else []
-        images = [_jitter(self.labels.images[i], rng) for i in rows]
+        images = [jitter_frame(self.labels.images[i], rng) for i in rows]
         t = self.labels.targets.shape[1]
         return Batch(
             images=to_tensor(images, self.input_size),

@@ -541,20 +541,23 @@ class QualityBenchmark:
     def _knn_votes(self, labeled: Sequence[LabeledFrame]) -> tuple[list[dict[str, float]], np.ndarray]:
         """The weak-label stage's vote (:func:`bugdet.weaklabel.propagate.knn_vote`) of the labeled
         frames over the unlabeled pool, on whole-frame CLIP embeddings (unpretrained here)."""
+        from bugdet.embed.base import l2_normalise
         from bugdet.embed.pipeline import build_embedder
+        from bugdet.store.labels import GOOD
         from bugdet.weaklabel.propagate import knn_vote
 
         if self._frame_vectors is None:
             self._embedder = build_embedder(self.data.project)
-            self._frame_vectors = _unit_rows(self._embedder.embed_images(self.data.unlabeled))
-        classes = [next((t for i, t in enumerate(self.s.bug_types) if f.labels[i] > 0), "good") for f in labeled]
-        exemplars = _unit_rows(self._embedder.embed_images([f.rgb for f in labeled]))
+            self._frame_vectors = l2_normalise(self._embedder.embed_images(self.data.unlabeled))
+        classes = [next((t for i, t in enumerate(self.s.bug_types) if f.labels[i] > 0), GOOD) for f in labeled]
+        exemplars = l2_normalise(self._embedder.embed_images([f.rgb for f in labeled]))
         _, confidence, votes = knn_vote(exemplars, classes, self._frame_vectors, self.s.knn, self.s.knn_temperature)
         return votes, confidence
 
     def _pseudo_agreement(self, labels) -> dict[str, Any]:
         """How right the pseudo-labels are against the unlabeled pool's ground truth (reported,
-        never used for training): precision and recall of the guessed bug frames."""
+        never used for training): the pool's bug frames, the frames guessed to be bugs, and how
+        many of those are."""
         truth = np.array([row.is_bug() for row in self.data.train_rows], bool)
         guessed = np.zeros(len(truth), bool)
         guessed[labels.positives] = True
@@ -627,11 +630,6 @@ def check_targets(results: Sequence[RunResult], bug_type: str = "fppc") -> dict[
         # ">=" as the target is worded, but a tie at F1 0 (nothing found by either) is no win.
         "objective_only_beats_supervised_k25": None if obj0 is None or sup25 is None else (obj0 >= sup25 and obj0 > 0),
     }
-
-
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def write_json(path: Path, summary: dict[str, Any]) -> None:

@@ -3,26 +3,23 @@
 Issue 17's lever 2, measured on the quality benchmark's own captures (same workdir, so recorded
 data is reused): for each seed, the simulated tester's ``k`` labeled bug frames per type and its
 good frames are the "real" frames, and :func:`bugdet.augment.realism.check_objectives` says for
-every simulated bug type whether the simulation moves frames towards them. With
-``--quality-json`` (a ``bugdet bench quality`` run on the same world), each verdict sits beside
-how well that type's objective alone did on the held-out test maps (PR-AUC against the chance
-level, the test prevalence): the check is useful when it says "does not resemble" exactly where
-the objective did not transfer.
+every simulated bug type whether the simulation moves frames towards them. The check is useful
+when it says "does not resemble" exactly where that type's objective did not transfer to the
+held-out maps (``bugdet bench quality`` on the same world; docs/benchmarks.md puts the two side by
+side).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import typer
 
 
-def run_realism(world: str, quick: bool, seeds: list[int], k: int, pairs: int, workdir: Path,
-                quality: dict | None = None) -> dict[str, Any]:
+def run_realism(world: str, quick: bool, seeds: list[int], k: int, pairs: int, workdir: Path) -> dict[str, Any]:
     from bugdet.augment.assemble import objectives_for
     from bugdet.augment.realism import check_objectives
     from bugdet.bench.quality.protocol import QualityBenchmark, QualitySettings, draw_labels, prepare_data
@@ -45,13 +42,13 @@ def run_realism(world: str, quick: bool, seeds: list[int], k: int, pairs: int, w
             rows.append({"seed": seed, **r.as_dict()})
     summary: dict[str, Any] = {"benchmark": "realism", "world": world, "quick": quick, "k": k, "pairs": pairs,
                                "seeds": seeds, "embedder": embedder.label, "embeddings_pretrained": embedder.pretrained,
-                               "results": rows, "per_type": per_type(rows, quality, data)}
+                               "results": rows, "per_type": per_type(rows)}
     summary["seconds"] = round(time.perf_counter() - started, 1)
     return summary
 
 
-def per_type(rows: list[dict], quality: dict | None, data) -> list[dict[str, Any]]:
-    """Mean shift and verdict share per bug type, beside the objective's held-out transfer."""
+def per_type(rows: list[dict]) -> list[dict[str, Any]]:
+    """Mean shift, progress and verdict shares per bug type, over seeds."""
     out = []
     for bug_type in sorted({r["bug_type"] for r in rows}):
         mine = [r for r in rows if r["bug_type"] == bug_type]
@@ -63,13 +60,6 @@ def per_type(rows: list[dict], quality: dict | None, data) -> list[dict[str, Any
                                "resembles_share": float(np.mean([r["resembles"] for r in mine])),
                                "cannot_tell_share": float(np.mean([r["verdict"] == "cannot tell" for r in mine])),
                                "separation": float(np.mean([r["separation"] for r in mine]))}
-        if quality is not None:
-            i = quality["settings"]["bug_types"].index(bug_type) if bug_type in quality["settings"]["bug_types"] else None
-            agg = [a for a in quality["aggregate"] if a["bug_type"] == bug_type and a["method"] == "objective"]
-            if agg and i is not None:
-                chance = float(np.mean([f.labels[i] > 0 for f in data.test]))
-                row.update(objective_pr_auc=agg[0]["pr_auc"], chance_pr_auc=chance,
-                           objective_transfers=agg[0]["pr_auc"] >= 2 * chance)
         out.append(row)
     return out
 
@@ -82,28 +72,18 @@ def realism(
     k: int = typer.Option(10, "--k", min=1, help="Labeled bug frames per type."),
     pairs: int = typer.Option(24, "--pairs", min=2, help="Objective pairs drawn per type."),
     workdir: Path = typer.Option(Path("bench-results/quality-work"), "--workdir", help="The quality bench's workdir."),
-    quality_json: Optional[Path] = typer.Option(None, "--quality-json", help="A bugdet bench quality JSON of the same world, to compare with."),
 ) -> None:
     """Whether each built-in simulation resembles the world's labeled real bugs (issue 17, lever 2)."""
     from bugdet.bench.quality.protocol import write_json
     from bugdet.cli.common import console
-    from bugdet.errors import InputError
 
-    quality = None
-    if quality_json is not None:
-        try:
-            quality = json.loads(quality_json.read_text())
-        except (OSError, ValueError) as exc:
-            raise InputError(f"--quality-json: {quality_json}: {exc}") from None
-    summary = run_realism(world, quick, [int(v) for v in seeds.split(",")], k, pairs, workdir, quality)
+    summary = run_realism(world, quick, [int(v) for v in seeds.split(",")], k, pairs, workdir)
     write_json(json_path, summary)
     for row in summary["per_type"]:
-        transfer = "" if "objective_pr_auc" not in row else \
-            f"; objective alone PR-AUC {row['objective_pr_auc']:.3f} vs chance {row['chance_pr_auc']:.3f}"
         console.print(f"{row['bug_type']}: moves frames {row['progress']:+.0%} ± {row['progress_std']:.0%} of the way "
                       f"from good to a real bug, paired t {row['t_statistic']:+.1f}, labeled bugs separated {row['separation']:+.2f} "
                       f"over chance, cannot tell in {row['cannot_tell_share']:.0%}, "
-                      f"resembles in {row['resembles_share']:.0%} of seeds{transfer}", markup=False)
+                      f"resembles in {row['resembles_share']:.0%} of seeds", markup=False)
     console.print(f"wrote {json_path}")
 
 
