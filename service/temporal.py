@@ -12,20 +12,19 @@ plain per-frame thresholding, exactly.
 The window counts the current frame and the ``n - 1`` frames before it in the same stream and
 session, in the order the frames were produced; frames without a score (a frame that could not
 be processed) do not enter it. :class:`TemporalWindow` is the streaming form (one per stream,
-model and session, fed one frame at a time), :func:`windowed_flags` the same rule over recorded
-scores at once, for benchmarks.
+model and session, fed one frame at a time). The same rule over recorded scores, for benchmarks,
+is :func:`bugdet.detect.episodes.windowed_scores` (a frame's windowed score is over a threshold
+exactly when this window flags it there; the tests hold the two to that).
 
-This module imports only numpy and the standard library, so both the service and bugdet use it.
+This module imports only the standard library, so both the service and bugdet use it.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
-import numpy as np
-
-__all__ = ["TemporalWindow", "check_window", "windowed_flags"]
+__all__ = ["TemporalWindow", "check_window"]
 
 
 def check_window(frames: int, min_hits: int) -> None:
@@ -53,11 +52,6 @@ class TemporalWindow:
         self._history: dict[str, deque[bool]] = {}
         self._hits: dict[str, int] = {}
 
-    @property
-    def off(self) -> bool:
-        """True for ``n = k = 1``: every decision passes through unchanged."""
-        return self.frames == 1
-
     def update(self, hits: Mapping[str, bool]) -> dict[str, bool]:
         """Push one frame's decisions; the windowed decision per bug type."""
         out: dict[str, bool] = {}
@@ -78,40 +72,3 @@ class TemporalWindow:
         """:meth:`update` with the decisions ``score >= thresholds[bug]``."""
         return self.update({bug: float(score) >= thresholds[bug] for bug, score in scores.items()})
 
-    def reset(self) -> None:
-        """Forget every frame (a new session starts)."""
-        self._history.clear()
-        self._hits.clear()
-
-
-def windowed_flags(scores: np.ndarray, thresholds: np.ndarray | Sequence[float] | float, frames: int = 1,
-                   min_hits: int = 1, sessions: Sequence[object] | np.ndarray | None = None) -> np.ndarray:
-    """The :class:`TemporalWindow` rule over recorded scores at once.
-
-    ``scores``: [N] or [N, T], rows in time order (failed frames left out, as the stream leaves them
-    out of its window); ``thresholds``: scalar or [T]; ``sessions``: [N] labels, rows of one session
-    contiguous. The window restarts wherever the label changes, so frames of one session never
-    count towards another's. Returns bool, shaped like ``scores``: at least ``min_hits`` of the last
-    ``frames`` rows of the same session (this one included) at or above the threshold.
-    Vectorised: one cumulative sum, O(N * T) whatever the window.
-    """
-    check_window(frames, min_hits)
-    values = np.asarray(scores, dtype=np.float64)
-    hits = values >= np.asarray(thresholds, dtype=np.float64)
-    if frames == 1 or len(hits) == 0:
-        return hits
-    flat = hits.reshape(len(hits), -1)
-    n = len(flat)
-    rows = np.arange(n)
-    if sessions is None:
-        start = np.zeros(n, dtype=np.int64)
-    else:
-        labels = np.asarray(sessions)
-        if labels.shape != (n,):
-            raise ValueError(f"{labels.shape[0] if labels.ndim else 0} session labels for {n} rows of scores")
-        changes = np.concatenate([[True], labels[1:] != labels[:-1]])
-        start = np.maximum.accumulate(np.where(changes, rows, 0))
-    first = np.maximum(rows - frames + 1, start)  # the oldest row in each row's window
-    counts = np.concatenate([np.zeros((1, flat.shape[1]), np.int64), np.cumsum(flat, axis=0, dtype=np.int64)])
-    in_window = counts[rows + 1] - counts[first]
-    return (in_window >= min_hits).reshape(hits.shape)

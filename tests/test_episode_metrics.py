@@ -167,7 +167,7 @@ def test_windowed_scores_flag_exactly_what_the_services_window_flags(frames: int
     """The offline score transform and the streaming rule (service/temporal.py) agree at every
     threshold, on captures given out of order."""
     from bugdet.detect.episodes import Timeline, windowed_scores
-    from service.temporal import windowed_flags
+    from service.temporal import TemporalWindow
 
     rng = np.random.default_rng(frames * 10 + min_hits)
     captures = np.repeat(np.arange(4), [7, 1, 12, 9])
@@ -179,7 +179,9 @@ def test_windowed_scores_flag_exactly_what_the_services_window_flags(frames: int
     windowed = windowed_scores(scores, timeline, frames, min_hits)
     in_time = scores[timeline.order]
     for threshold in (0.2, 0.5, 0.8):
-        flags = windowed_flags(in_time, threshold, frames, min_hits, sessions=captures[timeline.order])
+        windows: dict[int, TemporalWindow] = {}
+        flags = [windows.setdefault(int(c), TemporalWindow(frames, min_hits)).update({"bug": v >= threshold})["bug"]
+                 for c, v in zip(captures[timeline.order], in_time)]
         assert np.array_equal(windowed[timeline.order] >= threshold, flags)
     with pytest.raises(ValueError):
         windowed_scores(scores, timeline, 2, 3)
