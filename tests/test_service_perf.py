@@ -141,18 +141,30 @@ def test_served_process_runs_under_the_malloc_arena_cap_from_its_start(models: P
     pid (callers and supervisors keep their handle), the cap in its environment, still serving."""
     import os
 
-    from service.allocator import REEXEC_MARK
+    from service.allocator import REEXEC_MARK, SERVER_ARENAS
     from service.client import SpawnedServer
 
     if "MALLOC_ARENA_MAX" in os.environ:
         pytest.skip("the caller set MALLOC_ARENA_MAX: the server keeps the user's setting")
     with SpawnedServer(str(models)) as server:
         environ = dict(item.split("=", 1) for item in Path(f"/proc/{server.process.pid}/environ").read_text().split("\0") if "=" in item)
-        assert environ["MALLOC_ARENA_MAX"] == str(os.cpu_count()) and environ[REEXEC_MARK] == "1"
+        assert environ["MALLOC_ARENA_MAX"] == str(SERVER_ARENAS) and environ[REEXEC_MARK] == "1"
         assert environ["MALLOC_TRIM_THRESHOLD_"] == str(256 << 20)
         frames, _ = scene_frames(1, seed=29)
         stub = pb_grpc.DetectionStub(grpc.insecure_channel(server.address))
         assert [r.id for r in stub.Detect(pb.DetectRequest(frames=[_raw(frames[0], "a")]), timeout=10).results] == ["a"]
+
+
+def test_the_arena_cap_keeps_a_users_own_malloc_arena_max(monkeypatch: pytest.MonkeyPatch) -> None:
+    """glibc applies MALLOC_ARENA_MAX at start; the server's later mallopt must not undo it."""
+    from service.allocator import SERVER_ARENAS, arena_cap
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "3")
+    assert arena_cap() == 3
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "many")
+    assert arena_cap() == SERVER_ARENAS
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert arena_cap() == SERVER_ARENAS == 1
 
 
 def test_allocator_tuning_applies_on_glibc_and_the_server_still_serves(models: Path) -> None:
