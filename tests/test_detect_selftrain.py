@@ -11,6 +11,7 @@ from bugdet.detect.metrics import average_precision
 from bugdet.detect.model import create_detector
 from bugdet.detect.selftrain import (
     PseudoLabelSampler,
+    capped_thresholds,
     confidence_targets,
     knn_pseudo_labels,
     teacher_pseudo_labels,
@@ -46,6 +47,28 @@ def test_teacher_targets_put_the_calibrated_threshold_at_one_half() -> None:
     assert abs(softer[2, 0] - 0.5) < abs(t[2, 0] - 0.5)  # a higher temperature softens
     with pytest.raises(ValueError):
         teacher_targets(scores, [0.5, 0.5], temperature=0)
+
+
+def test_a_teacher_that_over_flags_the_pool_is_capped_to_its_top_scores() -> None:
+    """A threshold calibrated for another prevalence may flag most of the pool; the cap keeps the
+    teacher's ranking and moves only its cut. A threshold that flags few frames is left alone."""
+    rng = np.random.default_rng(0)
+    rare = np.full(200, 0.01)
+    rare[[7, 50]] = 0.9  # type b: two frames over its threshold
+    scores = np.stack([rng.random(200), rare], axis=1).astype(np.float32)  # type a: ~70% over its threshold
+    cuts = capped_thresholds(scores, [0.3, 0.5], max_positive_share=0.02)
+    assert int((scores[:, 0] >= cuts[0]).sum()) == 4  # 2% of 200, not the ~140 above 0.3
+    assert cuts[1] == 0.5
+    images = [np.zeros((30, 40, 3), np.uint8)] * 200
+    labels = teacher_pseudo_labels(scores, {"a": 0.3, "b": 0.5}, ["a", "b"], images, SIZE, max_positive_share=0.02)
+    flagged_a = set(np.flatnonzero(labels.targets[:, 0] >= 0.5))
+    assert flagged_a == set(np.argsort(-scores[:, 0])[:4])  # the teacher's four highest
+    assert np.flatnonzero(labels.targets[:, 1] >= 0.5).tolist() == [7, 50]
+    uncapped = teacher_pseudo_labels(scores, {"a": 0.3, "b": 0.5}, ["a", "b"], images, SIZE)
+    assert int((uncapped.targets[:, 0] >= 0.5).sum()) > 100
+    np.testing.assert_array_equal(capped_thresholds(scores, [0.3, 0.5], 1.0), [0.3, 0.5])
+    with pytest.raises(ValueError, match="max_positive_share"):
+        capped_thresholds(scores, [0.3, 0.5], 0.0)
 
 
 def test_knn_pseudo_labels_use_vote_shares_and_abstain_below_confidence() -> None:

@@ -28,6 +28,11 @@ class DetectConfig(Section):
     prevalence: float = Field(
         0.01, gt=0, lt=1, description="Bug prevalence the thresholds are calibrated for (deployment is about 1% or less)."
     )
+    pseudo_max_share: float = Field(
+        0.02, gt=0, le=1,
+        description="self_training: the teacher may call at most this share of the unlabeled train frames a bug of any one type "
+        "(its calibrated threshold rises where it would flag more). Bugs are rare in gameplay; raise it for footage you know is buggier, 1 = no cap.",
+    )
     train_split: str = Field("train", description="Frames of this split provide labels and objective targets.")
     val_split: str = Field("val", description="Labeled frames of this split choose the best epoch and the thresholds.")
     epochs: int = Field(8, ge=1, description="Epochs of the main phase (pre-training for pretrain_finetune).")

@@ -36,7 +36,7 @@ def settings_from_config(cfg: DetectConfig, device: str) -> TrainSettings:
         lr=cfg.lr, finetune_epochs=cfg.finetune_epochs, finetune_lr=cfg.finetune_lr,
         objective_fraction=cfg.objective_fraction, bug_fraction=cfg.bug_fraction,
         localisation_weight=cfg.localisation_weight, color_jitter=cfg.color_jitter, ema_decay=cfg.ema_decay, patience=cfg.patience, seed=cfg.seed,
-        prevalence=cfg.prevalence, device=device,
+        prevalence=cfg.prevalence, device=device, pseudo_max_share=cfg.pseudo_max_share,
     )
 
 

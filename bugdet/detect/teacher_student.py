@@ -5,7 +5,8 @@ The stages (issue 17's lever 3, :mod:`bugdet.detect.selftrain` has the why):
 1. ``pretrain/``: the objectives alone on the train split (as ``pretrain_finetune`` begins);
 2. ``teacher/``: those weights fine-tuned on the tester's labels (``pretrain_finetune``'s result);
 3. the teacher scores the unlabeled train frames (the objectives' "no bug" pool) and its scores,
-   re-centred on its calibrated thresholds, become soft pseudo-labels;
+   re-centred on its calibrated thresholds (raised where they would call more than
+   ``detect.pseudo_max_share`` of the pool a bug), become soft pseudo-labels;
 4. ``student/``: the pre-trained weights again, fine-tuned on the labels plus the pseudo-labeled
    frames with the auxiliary confidence loss. The student is the run's detector.
 
@@ -55,7 +56,8 @@ def train_teacher_student(new_detector: Callable[[], BugDetector], settings: Tra
                       run_dir=stage("teacher"), progress=progress).fit()
     size = tuple(teacher.detector.input_size)
     scores = predict_scores(teacher.detector, sampler.unlabeled, device=settings.device)
-    pseudo = teacher_pseudo_labels(scores, teacher.thresholds, teacher.detector.bug_types, sampler.unlabeled, size)
+    pseudo = teacher_pseudo_labels(scores, teacher.thresholds, teacher.detector.bug_types, sampler.unlabeled, size,
+                                   max_positive_share=settings.pseudo_max_share)
 
     student_model = new_detector()
     student_model.load_state_dict(pretrained)

@@ -66,6 +66,7 @@ class TrainSettings:
     pseudo_fraction: float = 0.5  # self_training: share of each batch made of pseudo-labeled frames
     confidence_weight: float = 0.5  # self_training: weight of the student's own hardened prediction (Burns et al.)
     confidence_warmup: float = 0.2  # ... reached linearly over this share of the phase (0 at its start)
+    pseudo_max_share: float = 0.02  # self_training: at most this share of the pool is a teacher's guessed bug, per type
 
 
 @dataclass

@@ -112,6 +112,7 @@ class QualitySettings:
     exemplar_prob: float = 0.5  # exemplar_finetune: share of a type's objective pairs pasted from its labeled frames
     pseudo_fraction: float = 0.5  # self-training: share of each batch made of pseudo-labeled unlabeled frames
     confidence_weight: float = 0.5  # self-training: the auxiliary confidence loss's weight (Burns et al.)
+    pseudo_max_share: float = field(default_factory=lambda: _detect_default("pseudo_max_share"))  # self-training: teacher's cap per type
     knn: int = 5  # knn_self_training: labeled frames voting on each unlabeled one
     knn_temperature: float = 0.05
     knn_min_confidence: float = 0.6
@@ -526,7 +527,8 @@ class QualityBenchmark:
         started = time.perf_counter()
         if method == "self_training":
             scores = predict_scores(teacher["detector"], self.data.unlabeled, device=self.s.device)
-            labels = teacher_pseudo_labels(scores, teacher["thresholds"], self.s.bug_types, self.data.unlabeled, self.size)
+            labels = teacher_pseudo_labels(scores, teacher["thresholds"], self.s.bug_types, self.data.unlabeled, self.size,
+                                           max_positive_share=self.s.pseudo_max_share)
         else:
             labels = knn_pseudo_labels(*self._knn_votes(labeled), self.s.knn_min_confidence, self.s.bug_types,
                                        self.data.unlabeled, self.size)
