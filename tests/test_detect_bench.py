@@ -246,15 +246,17 @@ def test_quick_bench_runs_the_methods_the_targets_compare() -> None:
     assert "multitask" in QualitySettings().methods
 
 
-def test_bench_quality_refuses_an_unknown_method_in_one_line(tmp_path, capsys) -> None:
+@pytest.mark.parametrize("args, message", [(["--methods", "supervised,magic"], "magic"),
+                                           (["--pseudo-max-share", "0"], "--pseudo-max-share"),
+                                           (["--pseudo-max-share", "1.5"], "--pseudo-max-share")])
+def test_bench_quality_refuses_bad_options_in_one_line(tmp_path, capsys, args, message) -> None:
     from bugdet.cli import main
 
     with pytest.raises(SystemExit) as exc:
-        main(["bench", "quality", "--quick", "--methods", "supervised,magic", "--workdir", str(tmp_path / "w"),
-              "--json", str(tmp_path / "q.json")])
-    assert exc.value.code != 0
+        main(["bench", "quality", "--quick", *args, "--workdir", str(tmp_path / "w"), "--json", str(tmp_path / "q.json")])
+    assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "magic" in err and "\n" not in err
+    assert err.startswith("error:") and message in err and "\n" not in err
     assert not (tmp_path / "w").exists() and not (tmp_path / "q.json").exists()
 
 

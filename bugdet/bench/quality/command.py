@@ -20,6 +20,7 @@ def quality(
     ks: Optional[str] = typer.Option(None, "--ks", help="Comma-separated labeled-bug budgets (default 0,5,10,25,50)."),
     methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods: floor, supervised, objective, pretrain_finetune, exemplar_finetune, multitask, self_training, knn_self_training (default all but the two self-training ones; quick: also without multitask)."),
     weapon_source: Optional[str] = typer.Option(None, "--weapon-source", help="engine | auto: how targets' weapon masks are found."),
+    pseudo_max_share: Optional[float] = typer.Option(None, "--pseudo-max-share", help="self_training: the most of the pool the teacher may call a bug per type (default detect.pseudo_max_share, 0.02; 1 = no cap)."),
 ) -> None:
     """The paper's protocol on a world's captures: supervised vs objective vs pretrain+finetune vs multi-task, per bug type."""
     import numpy as np
@@ -50,6 +51,10 @@ def quality(
             raise InputError(f"--methods: unknown {', '.join(unknown)} (known: {', '.join(METHODS)})")
     if weapon_source:
         s.weapon_source = weapon_source
+    if pseudo_max_share is not None:
+        if not 0 < pseudo_max_share <= 1:
+            raise InputError(f"--pseudo-max-share must be in (0, 1], got {pseudo_max_share}")
+        s.pseudo_max_share = pseudo_max_share
     bench = QualityBenchmark(s, workdir)
     with rich_progress(console) as bar:
         bench.progress = bar
