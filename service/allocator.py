@@ -15,8 +15,8 @@ resident size crept up with every new mix of requests (5,000 fuzz requests: +9-1
 baseline). The server runs with a single arena (:data:`SERVER_ARENAS`): ``malloc_trim`` hands back
 the free top of the main heap, but glibc shrinks a thread arena's top only inside a ``free`` in
 that arena once the top passes the trim threshold, so whatever a burst left at the top of a
-thread arena stayed resident after the idle release (measured: 60 MB of an 84 MB burst kept in 1
-of 4 runs with one arena per core; at most 25 MB in 8 runs with one arena). The server's threads
+thread arena stayed resident after the idle release (measured, 8 runs each, a burst of twelve
+2000x2000 frames: two arenas on 2 cores kept 3-98 MB of it, one arena 2-10 MB). The server's threads
 spend their time in inference and decoding, not in ``malloc``, so sharing one arena costs them
 little. A cap set with ``mallopt`` binds only arenas made after the call, and grpc and onnxruntime
 start threads as they are imported, so the server re-executes itself once with glibc's
